@@ -1,0 +1,30 @@
+# `make run` and `make test` bootstrap everything they need by themselves.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+CONFIG_DIR ?= config
+
+.PHONY: run test bench frontend clean
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[test]'
+	touch $(STAMP)
+
+# The web UI's dependencies come from npm at set-up time (once frontend/package.json exists).
+frontend:
+	@if [ -f frontend/package.json ]; then cd frontend && npm ci --no-audit --no-fund && npm run build; fi
+
+run: $(STAMP) frontend
+	$(VENV)/bin/hub run -c $(CONFIG_DIR)
+
+test: $(STAMP) frontend
+	$(PY) -m pytest
+
+bench: $(STAMP)
+	@for b in bench/*.py; do $(PY) $$b; done
+
+clean:
+	rm -rf $(VENV) .pytest_cache

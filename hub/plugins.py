@@ -1,0 +1,349 @@
+"""Plugin loading and integration lifecycle.
+
+Built-in integrations and third-party ones are found the same way: modules registered in the
+`hub.plugins` entry-point group. A plugin that fails to import, whose hook raises, or whose
+integration fails to set up is logged with its name, reported as a persistent notification,
+and disabled; the hub keeps running with the others.
+"""
+
+from __future__ import annotations
+
+import enum
+import importlib.metadata
+import inspect
+import logging
+import os
+from collections.abc import Callable, Iterable
+from contextlib import AbstractAsyncContextManager, AsyncExitStack
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+import voluptuous as vol
+
+from . import hookspecs
+from .exceptions import ConfigError, ConfigIssue, IntegrationError
+
+if TYPE_CHECKING:
+    from .core import Hub
+
+_LOGGER = logging.getLogger(__name__)
+
+ENTRY_POINT_GROUP = "hub.plugins"
+# Comma-separated entry-point names to load (empty: none); unset loads them all.
+ENV_LOAD_PLUGINS = "HUB_LOAD_PLUGINS"
+# Set to 1 to log every hook call with its arguments and results.
+ENV_TRACE_PLUGINS = "HUB_TRACE_PLUGINS"
+
+SetupFactory = Callable[["Hub", Any], AbstractAsyncContextManager[Any]]
+
+
+@dataclass(frozen=True)
+class Integration:
+    """What a plugin declares for one integration.
+
+    `setup(hub, config)` returns an async context manager: it sets the integration up on
+    enter and tears it down on exit (entered in dependency order, exited in reverse).
+    `config_schema` validates the integration's block of configuration.yaml (the value under
+    its domain key, not the wrapping mapping). `dependencies` must be set up first and their
+    failure fails this one; `after` only orders. With `always`, it is set up even when its
+    domain has no block in the configuration (with config None).
+    """
+
+    domain: str
+    name: str
+    setup: SetupFactory
+    config_schema: vol.Schema | Callable[[Any], Any] | None = None
+    dependencies: tuple[str, ...] = ()
+    after: tuple[str, ...] = ()
+    always: bool = False
+    documentation: str = ""
+
+
+class Status(enum.StrEnum):
+    loaded = "loaded"
+    failed = "failed"
+    not_loaded = "not_loaded"
+
+
+@dataclass
+class IntegrationStatus:
+    domain: str
+    name: str
+    plugin: str
+    status: Status = Status.not_loaded
+    error: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "domain": self.domain,
+            "name": self.name,
+            "plugin": self.plugin,
+            "status": str(self.status),
+            "error": self.error,
+        }
+
+
+@dataclass
+class PluginFailure:
+    plugin: str
+    error: str
+
+
+@dataclass
+class HubPluginManager:
+    """The pluggy manager plus what went wrong while loading plugins."""
+
+    pm: pluggy.PluginManager
+    failures: list[PluginFailure] = field(default_factory=list)
+
+    @property
+    def hook(self) -> Any:
+        return self.pm.hook
+
+    def plugin_names(self) -> list[str]:
+        return sorted(name for name, _ in self.pm.list_name_plugin() if name)
+
+    def call_each(self, hook_name: str, **kwargs: Any) -> list[tuple[str, Any]]:
+        """Call one hook plugin by plugin, so that a plugin that raises is disabled alone.
+
+        Returns (plugin name, result) pairs; a result may be an awaitable for the caller to await.
+        """
+        results = []
+        caller = getattr(self.pm.hook, hook_name)
+        for impl in reversed(caller.get_hookimpls()):  # registration order
+            try:
+                result = impl.function(**{arg: kwargs[arg] for arg in impl.argnames})
+            except Exception as err:  # noqa: BLE001 - a broken plugin must not stop the hub
+                self.disable(impl.plugin_name, f"{hook_name} failed: {err!r}", err)
+                continue
+            if result is not None:
+                results.append((impl.plugin_name, result))
+        return results
+
+    def disable(self, plugin_name: str, error: str, exc: BaseException | None = None) -> None:
+        _LOGGER.error("Plugin %s disabled: %s", plugin_name, error, exc_info=exc)
+        self.failures.append(PluginFailure(plugin_name, error))
+        plugin = self.pm.get_plugin(plugin_name)
+        if plugin is not None:
+            self.pm.unregister(plugin)
+
+
+def make_plugin_manager(
+    plugins: Iterable[ModuleType | object] = (),
+    *,
+    load_entry_points: bool = True,
+) -> HubPluginManager:
+    """A fresh plugin manager: one per hub, one per test (never a global)."""
+    pm = pluggy.PluginManager(hookspecs.PROJECT)
+    pm.add_hookspecs(hookspecs)
+    manager = HubPluginManager(pm)
+    for plugin in plugins:
+        name = getattr(plugin, "__name__", None) or repr(plugin)
+        pm.register(plugin, name=name)
+    if load_entry_points:
+        _load_entry_points(manager)
+    try:
+        pm.check_pending()
+    except pluggy.PluginValidationError as err:
+        plugin = err.plugin
+        manager.disable(pm.get_name(plugin) or repr(plugin), f"unknown hook: {err}")
+    if os.environ.get(ENV_TRACE_PLUGINS) == "1":
+        pm.trace.root.setwriter(lambda message: _LOGGER.info("hook: %s", message.rstrip()))
+        pm.enable_tracing()
+    return manager
+
+
+def _load_entry_points(manager: HubPluginManager) -> None:
+    wanted = os.environ.get(ENV_LOAD_PLUGINS)
+    allowed = None if wanted is None else {n.strip() for n in wanted.split(",") if n.strip()}
+    for entry_point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        if allowed is not None and entry_point.name not in allowed:
+            continue
+        if manager.pm.has_plugin(entry_point.name):
+            continue  # the same distribution seen twice on sys.path
+        try:
+            plugin = entry_point.load()
+            manager.pm.register(plugin, name=entry_point.name)
+        except Exception as err:  # noqa: BLE001 - an import error is that plugin's problem only
+            manager.disable(entry_point.name, f"failed to load: {err!r}", err)
+
+
+def collect_integrations(manager: HubPluginManager) -> dict[str, tuple[str, Integration]]:
+    """domain -> (plugin name, Integration); a second plugin claiming a domain is refused."""
+    found: dict[str, tuple[str, Integration]] = {}
+    for plugin_name, integrations in manager.call_each("register_integrations"):
+        for integration in integrations:
+            if not isinstance(integration, Integration):
+                manager.disable(plugin_name, f"register_integrations returned {integration!r}")
+                break
+            if integration.domain in found:
+                other = found[integration.domain][0]
+                manager.failures.append(
+                    PluginFailure(
+                        plugin_name, f"domain {integration.domain!r} already provided by {other}"
+                    )
+                )
+                _LOGGER.error(
+                    "Plugin %s: domain %s is already provided by %s; ignored",
+                    plugin_name,
+                    integration.domain,
+                    other,
+                )
+                continue
+            found[integration.domain] = (plugin_name, integration)
+    return found
+
+
+def setup_order(integrations: dict[str, Integration], wanted: Iterable[str]) -> list[str]:
+    """Domains in an order where each comes after its dependencies and `after` domains.
+
+    Dependencies of wanted domains are pulled in; a dependency cycle raises IntegrationError.
+    """
+    order: list[str] = []
+    visiting: list[str] = []
+    done: set[str] = set()
+    wanted = list(wanted)
+    needed = set(wanted)
+
+    def pull(domain: str) -> None:
+        integration = integrations.get(domain)
+        for dep in integration.dependencies if integration else ():
+            if dep not in needed:
+                needed.add(dep)
+                pull(dep)
+
+    for domain in wanted:
+        pull(domain)
+
+    def visit(domain: str) -> None:
+        if domain in done:
+            return
+        if domain in visiting:
+            cycle = " -> ".join([*visiting[visiting.index(domain) :], domain])
+            raise IntegrationError(f"Dependency cycle: {cycle}")
+        visiting.append(domain)
+        integration = integrations.get(domain)
+        if integration is not None:
+            for dep in (*integration.dependencies, *integration.after):
+                if dep in needed:
+                    visit(dep)
+        visiting.pop()
+        done.add(domain)
+        order.append(domain)
+
+    for domain in sorted(needed):
+        visit(domain)
+    return order
+
+
+async def setup_integrations(hub: Hub, stack: AsyncExitStack) -> None:
+    """Load the configuration, validate each integration's block, and set up every configured
+    integration in dependency order. Problems are reported; only the integration concerned is
+    left out."""
+    from . import config as config_module
+
+    manager: HubPluginManager = hub.plugin_manager
+    hub_config = await hub.run_in_executor(config_module.load_configuration, hub.config_dir)
+    hub.config.update(hub_config.core)
+    found = collect_integrations(manager)
+    integrations = {domain: integration for domain, (_, integration) in found.items()}
+    for domain, (plugin_name, integration) in found.items():
+        hub.integrations[domain] = IntegrationStatus(domain, integration.name, plugin_name)
+    for failure in manager.failures:
+        _notify(hub, f"Plugin {failure.plugin} is disabled: {failure.error}", "Plugin failed")
+
+    schemas = {domain: integration.config_schema for domain, integration in integrations.items()}
+    valid, issues = config_module.validate_integration_configs(hub_config, schemas, integrations)
+    issues = [*hub_config.issues, *issues]
+    for issue in issues:
+        _LOGGER.error("Invalid configuration: %s", issue)
+        if issue.domain and issue.domain in hub.integrations:
+            _fail(hub, issue.domain, f"invalid configuration: {issue}")
+    if issues:
+        _notify(
+            hub,
+            "The configuration has problems; the integrations concerned were not set up:\n"
+            + "\n".join(f"- {issue}" for issue in issues),
+            "Invalid configuration",
+            "invalid_config",
+        )
+
+    for plugin_name, extensions in manager.call_each("register_template_extensions", hub=hub):
+        from . import template
+
+        if inspect.isawaitable(extensions):
+            extensions = await extensions
+        template.add_extensions(**extensions)
+
+    wanted = [d for d, i in integrations.items() if d in valid or (i.always and d not in hub_config.integrations)]
+    try:
+        order = setup_order(integrations, wanted)
+    except IntegrationError as err:
+        _LOGGER.error("%s; no integration was set up", err)
+        _notify(hub, str(err), "Integrations not set up")
+        return
+    for domain in order:
+        integration = integrations[domain]
+        failed_deps = [
+            dep
+            for dep in integration.dependencies
+            if dep not in hub.integrations or hub.integrations[dep].status is not Status.loaded
+        ]
+        if failed_deps:
+            _fail(hub, domain, f"dependency not available: {', '.join(failed_deps)}")
+            continue
+        try:
+            await stack.enter_async_context(integration.setup(hub, valid.get(domain)))
+        except Exception as err:  # noqa: BLE001 - one integration's failure is its own
+            _LOGGER.exception("Integration %s failed to set up", domain)
+            _fail(hub, domain, f"set-up failed: {err}")
+            continue
+        hub.integrations[domain].status = Status.loaded
+        _LOGGER.info("Integration %s set up", domain)
+
+
+def _fail(hub: Hub, domain: str, error: str) -> None:
+    status = hub.integrations[domain]
+    if status.status is Status.failed:
+        return
+    status.status = Status.failed
+    status.error = error
+    _notify(hub, f"Integration {status.name} ({domain}) is not running: {error}", "Integration failed", f"integration_{domain}")
+
+
+def _notify(hub: Hub, message: str, title: str, notification_id: str | None = None) -> None:
+    hub.notifications.create(message, title, notification_id)
+
+
+def check_configuration(config_dir: Any, manager: HubPluginManager | None = None) -> list[ConfigIssue]:
+    """Every problem in a config dir, as ConfigIssues (empty list: valid)."""
+    from . import config as config_module
+
+    manager = manager or make_plugin_manager()
+    try:
+        hub_config = config_module.load_configuration(config_dir)
+    except ConfigError as err:
+        return list(err.issues)
+    found = collect_integrations(manager)
+    schemas = {domain: integration.config_schema for domain, (_, integration) in found.items()}
+    _, issues = config_module.validate_integration_configs(hub_config, schemas, found)
+    plugin_issues = [
+        ConfigIssue("<plugins>", None, f"plugin {f.plugin}: {f.error}") for f in manager.failures
+    ]
+    return [*hub_config.issues, *issues, *plugin_issues]
+
+
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "HubPluginManager",
+    "Integration",
+    "IntegrationStatus",
+    "Status",
+    "check_configuration",
+    "collect_integrations",
+    "make_plugin_manager",
+    "setup_integrations",
+    "setup_order",
+]

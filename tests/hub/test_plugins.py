@@ -1,0 +1,197 @@
+"""Plugins: loading, isolation of failures, dependency order, and every hook exercised."""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import sys
+import textwrap
+import types
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+import voluptuous as vol
+
+from hub import hookspecs
+from hub.core import Hub
+from hub.exceptions import IntegrationError
+from hub.hookspecs import hookimpl
+from hub.plugins import Integration, make_plugin_manager, setup_order
+
+LOG: list[str] = []
+
+
+def make_plugin(domain: str, *, dependencies: tuple[str, ...] = (), fail: bool = False,
+                schema: Any = None, always: bool = False) -> types.ModuleType:
+    """A plugin module declaring one integration that records its set-up and teardown."""
+
+    @asynccontextmanager
+    async def setup(hub: Hub, config: Any) -> AsyncIterator[None]:
+        if fail:
+            raise RuntimeError(f"{domain} cannot reach its device")
+        LOG.append(f"setup {domain} {config}")
+        hub.states.set(f"sensor.{domain}_status", "ok")
+        yield
+        LOG.append(f"teardown {domain}")
+
+    module = types.ModuleType(f"plugin_{domain}")
+
+    @hookimpl
+    def register_integrations() -> list[Integration]:
+        return [Integration(domain, domain.title(), setup, schema, dependencies, always=always)]
+
+    module.register_integrations = register_integrations  # type: ignore[attr-defined]
+    return module
+
+
+@pytest.fixture(autouse=True)
+def clear_log() -> None:
+    LOG.clear()
+
+
+async def test_integrations_set_up_in_dependency_order_and_torn_down_in_reverse(make_hub) -> None:
+    plugins = [make_plugin("chirp", dependencies=("mqtt",)), make_plugin("mqtt")]
+    hub = await make_hub("chirp:\nmqtt:\n", plugins)
+    assert LOG == ["setup mqtt None", "setup chirp None"]
+    await hub.stop()
+    assert LOG[-2:] == ["teardown chirp", "teardown mqtt"]
+
+
+async def test_a_dependency_is_pulled_in_even_when_not_configured(make_hub) -> None:
+    hub = await make_hub("chirp:\n", [make_plugin("chirp", dependencies=("mqtt",)), make_plugin("mqtt")])
+    assert hub.integrations["mqtt"].status == "loaded"
+    assert hub.integrations["chirp"].status == "loaded"
+
+
+async def test_unconfigured_integrations_stay_off_unless_always(make_hub) -> None:
+    hub = await make_hub("", [make_plugin("quiet"), make_plugin("core_ui", always=True)])
+    assert hub.integrations["quiet"].status == "not_loaded"
+    assert hub.integrations["core_ui"].status == "loaded"
+
+
+async def test_a_failing_integration_is_reported_and_the_rest_runs(make_hub) -> None:
+    plugins = [make_plugin("broken", fail=True), make_plugin("needs_broken", dependencies=("broken",)), make_plugin("fine")]
+    hub = await make_hub("broken:\nneeds_broken:\nfine:\n", plugins)
+    assert hub.integrations["fine"].status == "loaded"
+    assert hub.states.get("sensor.fine_status").state == "ok"
+    assert hub.integrations["broken"].status == "failed"
+    assert "cannot reach its device" in hub.integrations["broken"].error
+    assert hub.integrations["needs_broken"].status == "failed"
+    assert "broken" in hub.integrations["needs_broken"].error
+    messages = " ".join(n["message"] for n in hub.notifications.all())
+    assert "Broken" in messages and "cannot reach its device" in messages
+
+
+async def test_invalid_config_of_one_integration_leaves_the_others_running(make_hub) -> None:
+    schema = vol.Schema({vol.Required("port"): int})
+    config = "good:\nstrict:\n  port: not-a-number\n"
+    hub = await make_hub(config, [make_plugin("good"), make_plugin("strict", schema=schema)])
+    assert hub.integrations["good"].status == "loaded"
+    assert hub.integrations["strict"].status == "failed"
+    assert "configuration.yaml:3" in hub.integrations["strict"].error
+    assert hub.notifications.get("invalid_config") is not None
+
+
+async def test_a_plugin_whose_hook_raises_is_disabled_alone(make_hub) -> None:
+    bad = types.ModuleType("bad_plugin")
+
+    @hookimpl
+    def register_integrations() -> list[Integration]:
+        raise ValueError("oops")
+
+    bad.register_integrations = register_integrations  # type: ignore[attr-defined]
+    hub = await make_hub("fine:\n", [bad, make_plugin("fine")])
+    assert hub.integrations["fine"].status == "loaded"
+    assert any("bad_plugin" in n["message"] and "oops" in n["message"] for n in hub.notifications.all())
+    assert "bad_plugin" not in hub.plugin_manager.plugin_names()
+
+
+def test_a_dependency_cycle_is_an_error() -> None:
+    a = Integration("a", "A", lambda h, c: None, dependencies=("b",))  # type: ignore[arg-type]
+    b = Integration("b", "B", lambda h, c: None, dependencies=("a",))  # type: ignore[arg-type]
+    with pytest.raises(IntegrationError, match="cycle"):
+        setup_order({"a": a, "b": b}, ["a"])
+
+
+def test_entry_point_plugins_load_and_a_broken_one_is_isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Third-party plugins are found through the `hub.plugins` entry-point group."""
+    (tmp_path / "good_ext.py").write_text(textwrap.dedent('''
+        from hub.hookspecs import hookimpl
+        @hookimpl
+        def register_integrations():
+            return []
+    '''))
+    (tmp_path / "broken_ext.py").write_text("raise ImportError('missing dependency foo')\n")
+    dist = tmp_path / "ext_pkg-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: ext-pkg\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[hub.plugins]\ngood_ext = good_ext\nbroken_ext = broken_ext\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("HUB_LOAD_PLUGINS", "good_ext,broken_ext")
+    manager = make_plugin_manager()
+    assert manager.plugin_names() == ["good_ext"]
+    assert [f.plugin for f in manager.failures] == ["broken_ext"]
+    assert "missing dependency foo" in manager.failures[0].error
+    for name in ("good_ext", "broken_ext"):
+        sys.modules.pop(name, None)
+
+
+# One test per hook (a meta-test below checks that every hookspec has one).
+
+
+async def test_hook_register_integrations(make_hub) -> None:
+    hub = await make_hub("thing:\n  level: 3\n", [make_plugin("thing", schema=vol.Schema({"level": int}))])
+    assert LOG == ["setup thing {'level': 3}"]
+    assert hub.integrations["thing"].status == "loaded"
+
+
+def test_hook_register_commands() -> None:
+    from hub.cli import build_parser
+
+    plugin = types.ModuleType("cmd_plugin")
+
+    @hookimpl
+    def register_commands(subparsers: argparse._SubParsersAction) -> None:
+        parser = subparsers.add_parser("hello", help="say hello")
+        parser.add_argument("who")
+        parser.set_defaults(func=lambda args: print(f"hello {args.who}") or 0)
+
+    plugin.register_commands = register_commands  # type: ignore[attr-defined]
+    parser = build_parser(make_plugin_manager([plugin], load_entry_points=False))
+    args = parser.parse_args(["hello", "world"])
+    assert args.who == "world" and args.func(args) == 0
+
+
+async def test_hook_register_template_extensions(make_hub) -> None:
+    from hub.template import Template
+
+    plugin = types.ModuleType("tpl_plugin")
+
+    @hookimpl
+    def register_template_extensions(hub: Hub) -> dict[str, dict[str, Any]]:
+        return {"globals": {"site_code": lambda: "FARM-1"}, "filters": {"shout": lambda s: s.upper() + "!"}}
+
+    plugin.register_template_extensions = register_template_extensions  # type: ignore[attr-defined]
+    hub = await make_hub("", [plugin])
+    assert Template("{{ site_code() }} {{ 'hi' | shout }}", hub).render(parse_result=False) == "FARM-1 HI!"
+
+
+def test_every_hook_has_a_test() -> None:
+    source = Path(__file__).read_text()
+    hooks = [name for name, _ in inspect.getmembers(hookspecs, inspect.isfunction) if hasattr(getattr(hookspecs, name), "hub_spec")]
+    assert hooks, "no hookspecs found"
+    missing = [name for name in hooks if f"def test_hook_{name}(" not in source]
+    assert not missing, f"hooks without a test: {missing}"
+
+
+def test_every_hook_is_documented_with_its_signature() -> None:
+    docs = (Path(__file__).parents[2] / "docs" / "plugins.md").read_text()
+    for name, func in inspect.getmembers(hookspecs, inspect.isfunction):
+        if not hasattr(func, "hub_spec"):
+            continue
+        signature = f"{name}({', '.join(inspect.signature(func).parameters)})"
+        assert signature in docs, f"docs/plugins.md does not document {signature}"
+        assert func.__doc__, f"hookspec {name} has no docstring"
