@@ -1,16 +1,7 @@
 """A local-first IoT hub. The public API for plugins is re-exported here."""
 
-from .core import (
-    Context,
-    CoreState,
-    Event,
-    EventBus,
-    Hub,
-    ServiceCall,
-    State,
-    StateMachine,
-    SupportsResponse,
-)
+from .core import Context, CoreState, Event, EventBus, Hub, State, StateMachine
+from .services import ServiceCall, SupportsResponse
 from .exceptions import ConfigError, HubError, IntegrationError, ServiceNotFound, ServiceValidationError
 
 __all__ = [

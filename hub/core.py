@@ -20,15 +20,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import datetime, timezone
 from typing import Any, Final
 
-import voluptuous as vol
-import voluptuous.humanize
-
-from .exceptions import (
-    InvalidEntityId,
-    InvalidStateError,
-    ServiceNotFound,
-    ServiceValidationError,
-)
+from .exceptions import InvalidEntityId, InvalidStateError
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -47,7 +39,6 @@ STATE_UNAVAILABLE: Final = "unavailable"
 
 # Home Assistant's rule: lower-case letters, digits and single underscores, not at either end.
 _ENTITY_ID_RE = re.compile(r"^(?!.+__)(?!_)[\da-z_]+(?<!_)\.(?!_)[\da-z_]+(?<!_)$")
-_SERVICE_RE = re.compile(r"^[a-z0-9_]+\.[a-z0-9_]+$")
 
 
 def valid_entity_id(entity_id: str) -> bool:
@@ -360,12 +351,17 @@ class TaskRunner:
     async def drain(self, timeout: float = 10.0) -> None:
         """Wait for running tasks (and those they start) up to `timeout`, then cancel the rest."""
         deadline = time.monotonic() + timeout
-        while self.tasks and (remaining := deadline - time.monotonic()) > 0:
-            await asyncio.wait(list(self.tasks), timeout=remaining)
+        while (others := self._others()) and (remaining := deadline - time.monotonic()) > 0:
+            await asyncio.wait(others, timeout=remaining)
         await self.cancel_all()
 
+    def _others(self) -> list[asyncio.Task[Any]]:
+        # The task that drains (e.g. the hub's own stop) must not wait for or cancel itself.
+        current = asyncio.current_task()
+        return [task for task in self.tasks if task is not current and not task.done()]
+
     async def cancel_all(self) -> None:
-        pending = list(self.tasks)
+        pending = self._others()
         for task in pending:
             task.cancel()
         if pending:
@@ -631,213 +627,6 @@ class StateMachine:
         return unsubscribe
 
 
-class SupportsResponse(enum.StrEnum):
-    none = "none"
-    optional = "optional"
-    only = "only"
-
-
-class ServiceCall:
-    """One call of a service: its data, the entity ids it targets, and its context."""
-
-    __slots__ = ("domain", "service", "data", "entity_ids", "context", "return_response")
-
-    def __init__(
-        self,
-        domain: str,
-        service: str,
-        data: dict[str, Any],
-        entity_ids: list[str] | None,
-        context: Context,
-        return_response: bool = False,
-    ) -> None:
-        self.domain = domain
-        self.service = service
-        self.data = data
-        self.entity_ids = entity_ids
-        self.context = context
-        self.return_response = return_response
-
-    def __repr__(self) -> str:
-        return f"<ServiceCall {self.domain}.{self.service} {self.entity_ids or ''} {self.data}>"
-
-
-ServiceHandler = Callable[[ServiceCall], Any]
-TargetResolver = Callable[[Mapping[str, Any]], list[str]]
-_TARGET_KEYS: Final = ("entity_id", "device_id", "area_id")
-
-
-class Service:
-    __slots__ = ("domain", "name", "handler", "schema", "supports_response", "description", "fields")
-
-    def __init__(
-        self,
-        domain: str,
-        name: str,
-        handler: ServiceHandler,
-        schema: vol.Schema | None,
-        supports_response: SupportsResponse,
-        description: str,
-        fields: Mapping[str, Any] | None,
-    ) -> None:
-        self.domain = domain
-        self.name = name
-        self.handler = handler
-        self.schema = schema
-        self.supports_response = supports_response
-        self.description = description
-        self.fields = dict(fields or {})
-
-
-class ServiceRegistry:
-    """Services by `domain.service`: register them with a schema, call them with a target."""
-
-    def __init__(self, bus: EventBus, resolve_target: TargetResolver | None = None) -> None:
-        self._services: dict[str, dict[str, Service]] = {}
-        self._bus = bus
-        self.resolve_target = resolve_target
-
-    def register(
-        self,
-        domain: str,
-        service: str,
-        handler: ServiceHandler,
-        schema: vol.Schema | Mapping[Any, Any] | None = None,
-        supports_response: SupportsResponse = SupportsResponse.none,
-        description: str = "",
-        fields: Mapping[str, Any] | None = None,
-    ) -> Unsubscribe:
-        """Register `handler(call)` (plain or async) as `domain.service`. Returns a remover."""
-        domain, service = domain.lower(), service.lower()
-        if not _SERVICE_RE.match(f"{domain}.{service}"):
-            raise ValueError(f"Invalid service name {domain}.{service}")
-        if schema is not None and not isinstance(schema, vol.Schema):
-            schema = vol.Schema(dict(schema), extra=vol.PREVENT_EXTRA)
-        self._services.setdefault(domain, {})[service] = Service(
-            domain, service, handler, schema, supports_response, description, fields
-        )
-        self._bus.fire(EVENT_SERVICE_REGISTERED, {"domain": domain, "service": service})
-        return lambda: self.remove(domain, service)
-
-    def remove(self, domain: str, service: str) -> None:
-        services = self._services.get(domain, {})
-        if services.pop(service, None) is not None:
-            if not services:
-                self._services.pop(domain, None)
-            self._bus.fire(EVENT_SERVICE_REMOVED, {"domain": domain, "service": service})
-
-    def has(self, domain: str, service: str) -> bool:
-        return service.lower() in self._services.get(domain.lower(), {})
-
-    def get(self, domain: str, service: str) -> Service | None:
-        return self._services.get(domain.lower(), {}).get(service.lower())
-
-    def services(self) -> dict[str, dict[str, Service]]:
-        return {domain: dict(services) for domain, services in self._services.items()}
-
-    async def call(
-        self,
-        domain: str,
-        service: str,
-        data: Mapping[str, Any] | None = None,
-        *,
-        target: Mapping[str, Any] | None = None,
-        context: Context | None = None,
-        return_response: bool = False,
-    ) -> Any:
-        """Call a service and wait for it. Target keys (entity_id, device_id, area_id) may be in
-        `target` or, as Home Assistant allows, in `data`. Returns the service's response when
-        `return_response` is set, else None.
-
-        Raises ServiceNotFound, or ServiceValidationError with the schema's message.
-        """
-        svc = self.get(domain, service)
-        if svc is None:
-            raise ServiceNotFound(domain, service)
-        data = dict(data or {})
-        target = dict(target or {})
-        for key in _TARGET_KEYS:
-            if key in data:  # Home Assistant accepts targets in the data too; merge both
-                from_data = data.pop(key)
-                target[key] = from_data if key not in target else [
-                    *_as_list(target[key]), *_as_list(from_data)
-                ]
-        if return_response and svc.supports_response is SupportsResponse.none:
-            raise ServiceValidationError(f"{domain}.{service} does not return a response")
-        if not return_response and svc.supports_response is SupportsResponse.only:
-            raise ServiceValidationError(
-                f"{domain}.{service} only returns a response: call it with return_response"
-            )
-        if svc.schema is not None:
-            try:
-                data = svc.schema(data)
-            except vol.Invalid as err:
-                raise ServiceValidationError(
-                    f"Invalid data for {domain}.{service}: {vol.humanize.humanize_error(data, err)}"
-                ) from err
-        entity_ids = None
-        if target:
-            if self.resolve_target is None:
-                entity_ids = _as_list(target.get("entity_id"))
-            else:
-                entity_ids = self.resolve_target(target)
-        context = context if context is not None else Context()
-        call = ServiceCall(svc.domain, svc.name, data, entity_ids, context, return_response)
-        self._bus.fire(
-            EVENT_CALL_SERVICE,
-            {"domain": svc.domain, "service": svc.name, "service_data": data},
-            context=context,
-        )
-        result = svc.handler(call)
-        if inspect.isawaitable(result):
-            result = await result
-        return result if return_response else None
-
-
-def _as_list(value: Any) -> list[str]:
-    if value is None:
-        return []
-    if isinstance(value, str):
-        return [part.strip() for part in value.split(",") if part.strip()]
-    return [str(item) for item in value]
-
-
-
-
-class Notifications:
-    """Persistent notifications: messages for the user that stay until dismissed (a plugin that
-    failed to load, a corrupt registry file that was set aside, ...)."""
-
-    EVENT: Final = "persistent_notifications_updated"
-
-    def __init__(self, bus: EventBus) -> None:
-        self._bus = bus
-        self._items: dict[str, dict[str, Any]] = {}
-
-    def create(self, message: str, title: str | None = None, notification_id: str | None = None) -> str:
-        notification_id = notification_id or new_id()
-        self._items[notification_id] = {
-            "notification_id": notification_id,
-            "title": title,
-            "message": message,
-            "created_at": datetime.now(timezone.utc).isoformat(),
-        }
-        self._bus.fire(self.EVENT, {"action": "create", "notification_id": notification_id})
-        return notification_id
-
-    def dismiss(self, notification_id: str) -> bool:
-        if self._items.pop(notification_id, None) is None:
-            return False
-        self._bus.fire(self.EVENT, {"action": "dismiss", "notification_id": notification_id})
-        return True
-
-    def all(self) -> list[dict[str, Any]]:
-        return list(self._items.values())
-
-    def get(self, notification_id: str) -> dict[str, Any] | None:
-        return self._items.get(notification_id)
-
-
 class CoreState(enum.StrEnum):
     not_running = "NOT_RUNNING"
     starting = "STARTING"
@@ -861,7 +650,9 @@ class Hub:
     ) -> None:
         # Siblings import the core, so the core imports them only once it is fully defined.
         from .entity import EntityCollection
+        from .notifications import Notifications
         from .registry import AreaRegistry, DeviceRegistry, EntityRegistry, resolve_target
+        from .services import ServiceRegistry
 
         from pathlib import Path
 
@@ -882,6 +673,7 @@ class Hub:
         self.urls: list[str] = []  # where users reach the hub; filled by the http integration
         self._exit_stack: Any = None
         self._stop_requested: asyncio.Event | None = None
+        self._stop_task: asyncio.Task[None] | None = None
         self.exit_code = 0
         # How long stop() waits for background work (listener coroutines) before cancelling it.
         self.stop_grace_seconds = 1.0
@@ -939,7 +731,8 @@ class Hub:
 
     def request_stop(self, exit_code: int = 0) -> None:
         """Ask a running hub to stop (from a signal handler or a service)."""
-        self.create_task(self.stop(exit_code), "hub stop")
+        if self._stop_task is None:
+            self._stop_task = asyncio.get_running_loop().create_task(self.stop(exit_code))
 
     async def wait_stopped(self) -> int:
         assert self._stop_requested is not None, "start() first"

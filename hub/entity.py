@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import voluptuous as vol
 
 from .exceptions import NotSupported, ServiceValidationError
-from .core import STATE_UNAVAILABLE, STATE_UNKNOWN, Event, ServiceCall, valid_entity_id
+from .core import STATE_UNAVAILABLE, STATE_UNKNOWN, Event, valid_entity_id
+from .services import ServiceCall
 
 if TYPE_CHECKING:
     from .core import Hub

@@ -275,7 +275,7 @@ async def setup_integrations(hub: Hub, stack: AsyncExitStack) -> None:
 
         if inspect.isawaitable(extensions):
             extensions = await extensions
-        template.add_extensions(**extensions)
+        template.add_extensions(**extensions, hub=hub)
 
     wanted = [d for d, i in integrations.items() if d in valid or (i.always and d not in hub_config.integrations)]
     try:

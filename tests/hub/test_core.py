@@ -15,8 +15,8 @@ from hub.core import (
     Event,
     Hub,
     State,
-    SupportsResponse,
 )
+from hub.services import SupportsResponse
 from hub.exceptions import InvalidEntityId, InvalidStateError, ServiceNotFound, ServiceValidationError
 
 
