@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from hub import template as template_module
+from hub import template_helpers
 from hub.core import EventBus, StateMachine, TaskRunner
 from hub.exceptions import TemplateError
 from hub.template import Template, add_extensions, is_template_string, render_complex
@@ -365,7 +366,7 @@ def test_huge_loops_and_outputs_are_refused(hub: SimpleNamespace) -> None:
 def test_a_render_that_runs_too_long_is_stopped(
     hub: SimpleNamespace, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(template_module, "MAX_RENDER_SECONDS", -1.0)
+    monkeypatch.setattr(template_helpers, "MAX_RENDER_SECONDS", -1.0)
     with pytest.raises(TemplateError, match="took longer"):
         render(hub, "{% for s in states %}{{ s.state }}{% endfor %}")
 
