@@ -595,16 +595,14 @@ class EntityCollection:
             _LOGGER.exception("%s of %s failed", method.__name__, entity.entity_id)
 
     def _on_registry_updated(self, event: Event) -> None:
-        """Follow a user's rename or name change of a live entity at once."""
+        """Follow a user's rename, name change, disabling or removal of a live entity at once."""
         old_id = event.data.get("old_entity_id")
         new_id = event.data.get("entity_id")
         entity = self._entities.get(old_id or new_id)
-        if entity is None or event.data.get("action") != "update":
+        if entity is None:
             return
         entry = self._hub.entity_registry.get(new_id)
-        if entry is None:
-            return
-        if entry.disabled_by:
+        if entry is None or entry.disabled_by:  # removed from the registry, or disabled
             self._hub.create_task(self.remove(entity), f"disable {entity.entity_id}")
             return
         if old_id and old_id != new_id:

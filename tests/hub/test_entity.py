@@ -228,3 +228,11 @@ async def test_removing_an_entity_removes_its_state(hub: Hub) -> None:
     await hub.entities.remove(sensor)
     assert hub.states.get(entity_id) is None
     assert hub.entity_registry.get(entity_id) is not None  # keeps its id for next time
+
+
+async def test_removing_a_device_takes_its_entities_off_the_hub(hub: Hub) -> None:
+    entity_id = hub.entities.add(Thermometer(), "test")
+    hub.devices.remove(hub.entities.get(entity_id).device_id)
+    await hub.tasks.drain(1)
+    assert hub.states.get(entity_id) is None
+    assert hub.entities.get(entity_id) is None
