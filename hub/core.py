@@ -649,6 +649,7 @@ class Hub:
         plugin_manager: Any = None,
     ) -> None:
         # Siblings import the core, so the core imports them only once it is fully defined.
+        from .auth import AuthManager
         from .entity import EntityCollection
         from .notifications import Notifications
         from .registry import AreaRegistry, DeviceRegistry, EntityRegistry, resolve_target
@@ -667,6 +668,7 @@ class Hub:
         self.areas = AreaRegistry(self)
         self.devices = DeviceRegistry(self)
         self.entity_registry = EntityRegistry(self)
+        self.auth = AuthManager(self)
         self.entities = EntityCollection(self)
         self.plugin_manager = plugin_manager
         self.integrations: dict[str, Any] = {}  # domain -> plugins.IntegrationStatus
@@ -703,6 +705,7 @@ class Hub:
         await self.areas.load()
         await self.devices.load()
         await self.entity_registry.load()
+        await self.auth.load()
         self._exit_stack = AsyncExitStack()
         await setup_integrations(self, self._exit_stack)
         self.bus.fire(EVENT_HUB_START)
@@ -725,6 +728,7 @@ class Hub:
         await self.tasks.drain(timeout=self.stop_grace_seconds)
         for registry in (self.areas, self.devices, self.entity_registry):
             await registry.flush()
+        await self.auth.flush()
         self.state = CoreState.stopped
         if self._stop_requested is not None:
             self._stop_requested.set()

@@ -157,9 +157,11 @@ class Entity:
         """Publish the entity's current values to the state machine."""
         if self.hub is None:
             raise RuntimeError(f"{type(self).__name__} was not added to a hub")
-        self.hub.states.set(
-            self.entity_id, self.state_string(), self.attributes(), self.force_update
-        )
+        attributes = self.attributes()
+        customized = self.hub.config.get("customize", {}).get(self.entity_id)
+        if customized:  # the user's `customize:` overrides win over the integration's values
+            attributes.update(customized)
+        self.hub.states.set(self.entity_id, self.state_string(), attributes, self.force_update)
 
     def set_available(self, available: bool) -> None:
         if available != self.available:

@@ -116,12 +116,13 @@ class Store:
     def __init__(
         self, hub: Any, key: str, version: int, data_func: Callable[[], dict[str, Any]], *,
         migrate: Callable[[int, dict[str, Any]], dict[str, Any]] | None = None,
-        delay: float = SAVE_DELAY,
+        delay: float = SAVE_DELAY, mode: int = 0o644,
     ) -> None:
         self.hub = hub
         self.key = key
         self.version = version
         self.delay = delay
+        self.mode = mode  # file permissions; 0o600 for files holding secrets
         self.path = Path(hub.config_dir) / ".storage" / key
         self._data_func = data_func
         self._migrate = migrate
@@ -223,7 +224,7 @@ class Store:
         from .config import atomic_write  # config imports the core: import it when needed
 
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(self.path, payload)
+        atomic_write(self.path, payload, mode=self.mode)
 
 
 class _Registry:

@@ -236,3 +236,10 @@ async def test_removing_a_device_takes_its_entities_off_the_hub(hub: Hub) -> Non
     await hub.tasks.drain(1)
     assert hub.states.get(entity_id) is None
     assert hub.entities.get(entity_id) is None
+
+
+async def test_customize_overrides_attributes(make_hub) -> None:
+    hub = await make_hub("hub:\n  customize:\n    sensor.garden_temperature:\n      friendly_name: Lawn\n      icon: mdi:grass\n")
+    entity_id = hub.entities.add(Thermometer(), "test")
+    attributes = hub.states.get(entity_id).attributes
+    assert attributes["friendly_name"] == "Lawn" and attributes["icon"] == "mdi:grass"
