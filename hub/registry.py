@@ -14,10 +14,11 @@ import re
 import time
 import unicodedata
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Final
 
 import orjson
@@ -25,6 +26,7 @@ import orjson
 from .core import valid_entity_id
 
 _LOGGER = logging.getLogger(__name__)
+_NO_OPTIONS: Final[Mapping[str, Any]] = MappingProxyType({})
 
 EVENT_AREA_REGISTRY_UPDATED: Final = "area_registry_updated"
 EVENT_DEVICE_REGISTRY_UPDATED: Final = "device_registry_updated"
@@ -68,6 +70,8 @@ def _jsonable(value: Any) -> Any:
     """Copies for event data and files: sets of pairs become sorted lists of 2-lists."""
     if isinstance(value, (set, frozenset)):
         return sorted(list(v) if isinstance(v, tuple) else v for v in value)
+    if isinstance(value, (tuple, MappingProxyType)):
+        return list(value) if isinstance(value, tuple) else dict(value)
     return value.copy() if isinstance(value, (list, dict)) else value
 
 
@@ -547,11 +551,20 @@ class RegistryEntry:
     disabled_by: str | None = None
     hidden_by: str | None = None
     has_entity_name: bool = False
-    options: dict[str, Any] = field(default_factory=dict)
-    labels: list[str] = field(default_factory=list)
+    options: Mapping[str, Any] = None  # type: ignore[assignment]  # set in __post_init__
+    labels: Sequence[str] = ()
     previous_unique_id: str | None = None
-    created_at: float = field(default_factory=time.time)
-    modified_at: float = field(default_factory=time.time)
+    created_at: float = 0.0
+    modified_at: float = 0.0
+
+    def __post_init__(self) -> None:
+        # Memory per entity matters at 10,000 entities: share empties and one timestamp.
+        if not self.created_at:
+            self.created_at = self.modified_at = time.time()
+        if not self.options:
+            self.options = _NO_OPTIONS
+        if not self.labels:
+            self.labels = ()
 
     @property
     def disabled(self) -> bool:
@@ -585,13 +598,14 @@ class EntityRegistry(_Registry):
     def _restore(self, data: Mapping[str, Any]) -> None:
         # Two indexes, so both look-ups are O(1): by entity_id, and by what the integration knows.
         self._by_entity_id: dict[str, RegistryEntry] = {}
-        self._by_key: dict[tuple[str, str, str], RegistryEntry] = {}
+        # (domain, platform) -> unique_id -> entry: one small tuple per platform, not per entity.
+        self._by_key: dict[tuple[str, str], dict[str, RegistryEntry]] = {}
         for raw in data.get("entities", []):
             entry = _build(RegistryEntry, raw)
             if not valid_entity_id(entry.entity_id) or entry.entity_id in self._by_entity_id:
                 raise ValueError(f"bad or repeated entity id {entry.entity_id!r}")
             self._by_entity_id[entry.entity_id] = entry
-            self._by_key[(entry.domain, entry.platform, entry.unique_id)] = entry
+            self._by_key.setdefault((entry.domain, entry.platform), {})[entry.unique_id] = entry
 
     def get_or_create(
         self, domain: str, platform: str, unique_id: str, *, suggested_object_id: str | None = None,
@@ -602,7 +616,7 @@ class EntityRegistry(_Registry):
         `disabled_by` applies only to a new one."""
         _check_fields(original, _ORIGINAL_FIELDS)
         unique_id = str(unique_id)
-        if (entry := self._by_key.get((domain, platform, unique_id))) is not None:
+        if (entry := self._by_key.get((domain, platform), {}).get(unique_id)) is not None:
             changes = original if device_id is None else {**original, "device_id": device_id}
             if old := _apply(entry, changes):
                 self._changed({"action": "update", "entity_id": entry.entity_id}, old)
@@ -619,7 +633,8 @@ class EntityRegistry(_Registry):
             candidate, unique_id, platform, domain, device_id=device_id,
             disabled_by=_check_disabler(disabled_by), **original,
         )
-        self._by_entity_id[candidate] = self._by_key[(domain, platform, unique_id)] = entry
+        self._by_entity_id[candidate] = entry
+        self._by_key.setdefault((domain, platform), {})[unique_id] = entry
         self._changed({"action": "create", "entity_id": candidate})
         return entry
 
@@ -631,7 +646,7 @@ class EntityRegistry(_Registry):
         return self._by_entity_id.get(entity_id)
 
     def get_entity_id(self, domain: str, platform: str, unique_id: str) -> str | None:
-        entry = self._by_key.get((domain, platform, str(unique_id)))
+        entry = self._by_key.get((domain, platform), {}).get(str(unique_id))
         return entry.entity_id if entry is not None else None
 
     def update(
@@ -674,7 +689,7 @@ class EntityRegistry(_Registry):
     def remove(self, entity_id: str) -> None:
         entry = _lookup(self._by_entity_id, entity_id, "entity")
         del self._by_entity_id[entity_id]
-        del self._by_key[(entry.domain, entry.platform, entry.unique_id)]
+        del self._by_key[(entry.domain, entry.platform)][entry.unique_id]
         self._changed({"action": "remove", "entity_id": entity_id})
 
     def entries_for_device(self, device_id: str) -> list[RegistryEntry]:
