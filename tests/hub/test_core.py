@@ -221,3 +221,21 @@ async def test_hub_stop_fires_hub_stop_and_stops_background_tasks(make_hub) -> N
     assert stopped == ["stop"]
     assert never_ends.cancelled()
     assert hub.state == "STOPPED"
+
+
+async def test_a_coroutine_listener_gets_its_events_in_order_even_when_it_waits(hub: Hub) -> None:
+    received: list[int] = []
+
+    async def slow_listener(event: Event) -> None:
+        if event.data["n"] % 3 == 0:
+            await asyncio.sleep(0.001)  # waiting must not let later events overtake
+        received.append(event.data["n"])
+
+    hub.bus.listen("reading", slow_listener)
+    for n in range(50):
+        hub.bus.fire("reading", {"n": n})
+    for _ in range(200):
+        if len(received) == 50:
+            break
+        await asyncio.sleep(0.01)
+    assert received == list(range(50))
