@@ -176,8 +176,9 @@ class _Listener:
 def _is_coroutine_function(func: Callable[..., Any]) -> bool:
     while isinstance(func, functools.partial):
         func = func.func
+    # Also an object whose __call__ is `async def`.
     return inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(
-        getattr(func, "__call__", None)
+        getattr(type(func), "__call__", None)
     )
 
 

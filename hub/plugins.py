@@ -270,14 +270,19 @@ async def setup_integrations(hub: Hub, stack: AsyncExitStack) -> None:
             "invalid_config",
         )
 
-    for plugin_name, extensions in manager.call_each("register_template_extensions", hub=hub):
+    for _plugin, extensions in manager.call_each("register_template_extensions", hub=hub):
         from . import template
 
         if inspect.isawaitable(extensions):
             extensions = await extensions
         template.add_extensions(**extensions, hub=hub)
 
-    wanted = [d for d, i in integrations.items() if d in valid or (i.always and d not in hub_config.integrations)]
+    # Configured and valid, or always-on and not configured (an invalid block stays failed).
+    wanted = [
+        domain
+        for domain, integration in integrations.items()
+        if domain in valid or (integration.always and domain not in hub_config.integrations)
+    ]
     try:
         order = setup_order(integrations, wanted)
     except IntegrationError as err:
