@@ -46,6 +46,7 @@ DEFAULT_LIFESPAN_DAYS: Final = 3650.0  # long-lived access tokens
 MIN_PASSWORD_LENGTH: Final = 8
 AUTH_CODE_EXPIRATION: Final = 600.0  # seconds between login and redeeming the code
 MAX_TOKEN_LENGTH: Final = 8192  # longer strings are not our JWTs: refused before decoding
+VERIFIED_CACHE_SIZE: Final = 4096  # access tokens whose signature was checked: token -> (issuer, exp)
 # Recording `last_used_at` on every request would rewrite the file every second under load:
 # it is refreshed at most once a minute per token and saved lazily.
 LAST_USED_RESOLUTION: Final = 60.0
@@ -212,6 +213,7 @@ class AuthManager:
         self._password_hashes: dict[str, str] = {}  # user id -> hash_password() string
         self._user_ids_by_username: dict[str, str] = {}
         self._tokens: dict[str, _TokenEntry] = {}
+        self._verified: dict[str, tuple[str, float]] = {}
         self._token_ids_by_secret: dict[str, str] = {}  # sha256 of the refresh secret -> id
         self._auth_codes: dict[tuple[str, str], tuple[str, float]] = {}  # -> (user id, deadline)
         self._failed_logins: dict[str, deque[float]] = {}
@@ -524,21 +526,33 @@ class AuthManager:
         if not isinstance(token, str) or len(token) > MAX_TOKEN_LENGTH:
             return None
         self._sync_external()
-        try:
-            unverified = jwt.decode(token, options={"verify_signature": False})
-            issuer = unverified.get("iss")
-            entry = self._tokens.get(issuer) if isinstance(issuer, str) else None
+        now = time.time()
+        verified = self._verified.get(token)
+        if verified is not None and verified[1] > now:
+            # Seen and verified before: only what may have changed since is checked again
+            # (the refresh token still exists, the user is still active).
+            entry = self._tokens.get(verified[0])
             if entry is None:
+                del self._verified[token]
                 return None
-            jwt.decode(token, entry.jwt_key, algorithms=["HS256"], issuer=issuer,
-                       options={"require": ["iss", "iat", "exp"]})
-        except (jwt.PyJWTError, ValueError, TypeError, AttributeError):
-            return None
+        else:
+            try:
+                unverified = jwt.decode(token, options={"verify_signature": False})
+                issuer = unverified.get("iss")
+                entry = self._tokens.get(issuer) if isinstance(issuer, str) else None
+                if entry is None:
+                    return None
+                claims = jwt.decode(token, entry.jwt_key, algorithms=["HS256"], issuer=issuer,
+                                    options={"require": ["iss", "iat", "exp"]})
+            except (jwt.PyJWTError, ValueError, TypeError, AttributeError):
+                return None
+            if len(self._verified) >= VERIFIED_CACHE_SIZE:
+                self._verified.clear()  # rare; a bounded cache beats an unbounded one
+            self._verified[token] = (entry.token.id, float(claims["exp"]))
         user = self._users.get(entry.token.user_id)
         if user is None or not user.is_active:
             return None
         refresh_token = entry.token
-        now = time.time()
         last_used = refresh_token.last_used_at
         if last_used is None or now - last_used >= LAST_USED_RESOLUTION:
             refresh_token.last_used_at = now

@@ -33,6 +33,8 @@ def build_parser(manager: object | None = None) -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="start the hub (writes a default config into an empty dir)")
     _add_config_arg(run)
+    run.add_argument("--host", help="HTTP address to listen on (overrides http: server_host)")
+    run.add_argument("--port", type=int, help="HTTP port; 0 picks a free one (overrides http: server_port)")
     run.set_defaults(func=cmd_run)
 
     check = sub.add_parser("check-config", help="validate the configuration; print file:line: message")
@@ -115,14 +117,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     config_dir: Path = args.config
     if write_default_config(config_dir):
         print(f"Wrote a default configuration to {config_dir / 'configuration.yaml'}", flush=True)
-    return asyncio.run(_run(config_dir, args.plugin_manager))
+    http = {key: value for key, value in
+            (("server_host", args.host), ("server_port", args.port)) if value is not None}
+    return asyncio.run(_run(config_dir, args.plugin_manager, {"http": http} if http else {}))
 
 
-async def _run(config_dir: Path, manager: object) -> int:
+async def _run(config_dir: Path, manager: object, overrides: dict[str, dict[str, object]]) -> int:
     from .core import Hub
     from .exceptions import ConfigError
 
-    hub = Hub(config_dir, plugin_manager=manager)
+    hub = Hub(config_dir, plugin_manager=manager, overrides=overrides)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, hub.request_stop)

@@ -648,6 +648,7 @@ class Hub:
         config_dir: str | os.PathLike[str],
         *,
         plugin_manager: Any = None,
+        overrides: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> None:
         # Siblings import the core, so the core imports them only once it is fully defined.
         from .auth import AuthManager
@@ -672,6 +673,8 @@ class Hub:
         self.auth = AuthManager(self)
         self.entities = EntityCollection(self)
         self.plugin_manager = plugin_manager
+        # Settings given on the command line (`hub run --port`), laid over configuration.yaml.
+        self.overrides = {domain: dict(values) for domain, values in (overrides or {}).items()}
         self.integrations: dict[str, Any] = {}  # domain -> plugins.IntegrationStatus
         self.urls: list[str] = []  # where users reach the hub; filled by the http integration
         self._exit_stack: Any = None

@@ -13,6 +13,7 @@ import asyncio
 import enum
 import inspect
 import logging
+import time
 from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -20,7 +21,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import voluptuous as vol
 
 from .exceptions import NotSupported, ServiceValidationError
-from .core import STATE_UNAVAILABLE, STATE_UNKNOWN, Event, valid_entity_id
+from .core import STATE_UNAVAILABLE, STATE_UNKNOWN, Context, Event, valid_entity_id
 from .services import ServiceCall
 
 if TYPE_CHECKING:
@@ -90,6 +91,11 @@ class Entity:
     enabled_by_default: bool = True
     force_update: bool = False
     suggested_object_id: str | None = None
+
+    # The context of the service call acting on the entity: the state it writes in the next
+    # few seconds carries it, so a trace or the API shows what caused the change.
+    _context: Context | None = None
+    _context_until: float = 0.0
 
     # Set when added to a hub.
     hub: Hub | None = None
@@ -161,7 +167,17 @@ class Entity:
         customized = self.hub.config.get("customize", {}).get(self.entity_id)
         if customized:  # the user's `customize:` overrides win over the integration's values
             attributes.update(customized)
-        self.hub.states.set(self.entity_id, self.state_string(), attributes, self.force_update)
+        context = self._context
+        if context is not None and time.monotonic() > self._context_until:
+            context = self._context = None
+        self.hub.states.set(
+            self.entity_id, self.state_string(), attributes, self.force_update, context
+        )
+
+    def set_context(self, context: Context, seconds: float = 5.0) -> None:
+        """Attribute the state changes of the next `seconds` to `context`."""
+        self._context = context
+        self._context_until = time.monotonic() + seconds
 
     def set_available(self, available: bool) -> None:
         if available != self.available:
@@ -573,6 +589,8 @@ class EntityCollection:
                 for eid in call.entity_ids or ()
                 if (entity := self._entities.get(eid)) is not None and entity.domain == domain
             ]
+            for entity in targets:
+                entity.set_context(call.context)
             results = await asyncio.gather(
                 *(self._apply(action, entity, call.data) for entity in targets),
                 return_exceptions=True,

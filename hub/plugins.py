@@ -247,6 +247,10 @@ async def setup_integrations(hub: Hub, stack: AsyncExitStack) -> None:
     manager: HubPluginManager = hub.plugin_manager
     hub_config = await hub.run_in_executor(config_module.load_configuration, hub.config_dir)
     hub.config.update(hub_config.core)
+    for domain, values in hub.overrides.items():
+        block = hub_config.integrations.get(domain)
+        if block is None or isinstance(block, dict):
+            hub_config.integrations[domain] = type(block or {})({**(block or {}), **values})
     found = collect_integrations(manager)
     integrations = {domain: integration for domain, (_, integration) in found.items()}
     for domain, (plugin_name, integration) in found.items():

@@ -59,6 +59,8 @@ class ServiceCall:
 ServiceHandler = Callable[[ServiceCall], Any]
 TargetResolver = Callable[[Mapping[str, Any]], list[str]]
 _TARGET_KEYS: Final = ("entity_id", "device_id", "area_id")
+_IDS = vol.Any(None, str, [str])
+_TARGET_SCHEMA: Final = vol.Schema({vol.Optional(key): _IDS for key in _TARGET_KEYS})
 
 
 class Service:
@@ -171,6 +173,12 @@ class ServiceRegistry:
                 ) from err
         entity_ids = None
         if target:
+            try:
+                target = _TARGET_SCHEMA(target)
+            except vol.Invalid as err:
+                raise ServiceValidationError(
+                    f"Invalid target for {domain}.{service}: {vol.humanize.humanize_error(target, err)}"
+                ) from err
             if self.resolve_target is None:
                 entity_ids = _as_list(target.get("entity_id"))
             else:

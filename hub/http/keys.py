@@ -6,9 +6,10 @@ from typing import Final
 
 from aiohttp import web
 
+from ..auth import RefreshToken, User
 from ..core import Hub
 
 HUB_KEY: Final = web.AppKey("hub", Hub)
 # Set on every authenticated request by the auth middleware.
-REQUEST_USER: Final = "hub_user"  # hub.auth.User
-REQUEST_TOKEN: Final = "hub_refresh_token"  # hub.auth.RefreshToken
+REQUEST_USER: Final = web.RequestKey("hub_user", User)
+REQUEST_TOKEN: Final = web.RequestKey("hub_refresh_token", RefreshToken)

@@ -186,6 +186,8 @@ async def test_service_call_with_schema_target_and_context(hub: Hub) -> None:
 
     with pytest.raises(ServiceValidationError, match="level"):
         await hub.services.call("demo", "set_level", {"level": 99})
+    with pytest.raises(ServiceValidationError, match="target"):
+        await hub.services.call("demo", "set_level", {"level": 1}, target={"entity_id": 5})
     with pytest.raises(ServiceNotFound, match="demo.unknown"):
         await hub.services.call("demo", "unknown")
 

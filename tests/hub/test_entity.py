@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from hub.core import Hub
+from hub.core import Context, Hub
 from hub.entity import (
     BinarySensorEntity,
     ButtonEntity,
@@ -100,6 +100,13 @@ async def test_switch_services_reach_the_entity(hub: Hub) -> None:
     assert hub.states.get(entity_id).state == "on"
     await hub.services.call("switch", "toggle", {"entity_id": entity_id})
     assert hub.states.get(entity_id).state == "off"
+
+
+async def test_the_callers_context_reaches_the_state(hub: Hub) -> None:
+    entity_id = hub.entities.add(Pump(), "test")
+    context = Context(user_id="owner")
+    await hub.services.call("switch", "turn_on", target={"entity_id": entity_id}, context=context)
+    assert hub.states.get(entity_id).context is context
 
 
 async def test_service_by_device_target(hub: Hub) -> None:
