@@ -89,14 +89,14 @@ def _ssl_context(config: dict[str, Any]) -> ssl.SSLContext | None:
 
 
 def _lan_ip() -> str | None:
-    """The address other machines reach us on (no packet is sent: UDP connect only routes)."""
+    """The address other machines may reach us on: this host name's first non-loopback IPv4
+    address (a local look-up; nothing is sent on the network)."""
     try:
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-            sock.connect(("192.0.2.1", 9))  # TEST-NET-1: never routed anywhere real
-            address = sock.getsockname()[0]
+        infos = socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET)
     except OSError:
         return None
-    return None if address.startswith("127.") else address
+    addresses = [str(info[4][0]) for info in infos]
+    return next((a for a in addresses if not a.startswith("127.")), None)
 
 
 def _urls(host: str, port: int, scheme: str) -> list[str]:
