@@ -15,6 +15,19 @@ $(STAMP): pyproject.toml constraints.txt
 	PIP_CONSTRAINT=$(CURDIR)/constraints.txt $(PY) -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
+# tests/compat runs an unmodified npm client library (home-assistant-js-websocket) against the
+# hub: install it from the lock file when node_modules is missing or the lock file changed.
+# Without npm the JavaScript test skips locally (and fails under CI, where it must run).
+COMPAT := tests/compat
+NPM_STAMP := $(COMPAT)/node_modules/.installed
+
+$(NPM_STAMP): $(COMPAT)/package.json $(COMPAT)/package-lock.json
+	@if command -v npm >/dev/null; then \
+		cd $(COMPAT) && npm ci --no-audit --no-fund && touch node_modules/.installed; \
+	else \
+		echo "npm not found: the JavaScript client test in $(COMPAT) will not run" >&2; \
+	fi
+
 # The web UI's dependencies come from npm at set-up time (once frontend/package.json exists).
 frontend:
 	@if [ -f frontend/package.json ]; then cd frontend && npm ci --no-audit --no-fund && npm run build; fi
@@ -22,7 +35,7 @@ frontend:
 run: $(STAMP) frontend
 	$(VENV)/bin/hub run -c $(CONFIG_DIR)
 
-test: $(STAMP) frontend
+test: $(STAMP) $(NPM_STAMP) frontend
 	$(PY) -m pytest
 
 bench: $(STAMP)

@@ -396,6 +396,18 @@ async def get_error_log(request: web.Request) -> web.Response:
     return web.Response(text="\n".join(lines) + ("\n" if lines else ""), content_type="text/plain")
 
 
+async def check_config(request: web.Request) -> web.Response:
+    """Validate configuration.yaml as `hub check-config` does (HA's shape: result, errors)."""
+    from ..plugins import check_configuration
+
+    hub = _hub(request)
+    issues = await hub.run_in_executor(check_configuration, hub.config_dir, hub.plugin_manager)
+    errors = "\n".join(str(issue) for issue in issues) or None
+    return json_response(
+        {"result": "invalid" if issues else "valid", "errors": errors, "warnings": None}
+    )
+
+
 async def get_notifications(request: web.Request) -> web.Response:
     return json_response(_hub(request).notifications.all())
 
@@ -437,6 +449,14 @@ ROUTES: Final = (
              errors=(400,)),
     ApiRoute("GET", "/api/error_log", get_error_log, "The latest log lines", Access.admin,
              "core", returns_text=True),
+    ApiRoute("POST", "/api/config/core/check_config", check_config,
+             "Validate the configuration files", Access.admin, "core",
+             returns={"type": "object", "properties": {
+                 "result": {"enum": ["valid", "invalid"]},
+                 "errors": {"type": ["string", "null"]},
+                 "warnings": {"type": ["string", "null"]}}},
+             description="Reads configuration.yaml again and checks it as `hub check-config` "
+             "does; `errors` has one `file:line: message` per line."),
     ApiRoute("GET", "/api/persistent_notification", get_notifications,
              "Persistent notifications", Access.read, "notifications",
              returns=array_of(ref("Notification"))),

@@ -522,6 +522,17 @@ def handle_entity_list(connection: ActiveConnection, msg: dict[str, Any]) -> lis
     return [entry.as_dict() for entry in connection.hub.entity_registry.all()]
 
 
+@websocket_command("config/entity_registry/get", {vol.Required("entity_id"): str})
+def handle_entity_get(connection: ActiveConnection, msg: dict[str, Any]) -> Any:
+    """One entry, in Home Assistant's extended shape (the list entry plus aliases and
+    capabilities); hass-client's `get_entity_registry_entry` calls it."""
+    entry = connection.hub.entity_registry.get(msg["entity_id"])
+    if entry is None:
+        connection.send_error(msg["id"], ERR_NOT_FOUND, "Entity not found")
+        return RESPONDED
+    return {**entry.as_dict(), "aliases": [], "capabilities": None}
+
+
 @websocket_command("config/area_registry/list")
 def handle_area_list(connection: ActiveConnection, msg: dict[str, Any]) -> list[Any]:
     return [entry.as_dict() for entry in connection.hub.areas.all()]

@@ -173,6 +173,7 @@ EXPECTED: dict[tuple[str, str], str] = {
     ("POST", "/api/events/{event_type}"): "write",
     ("POST", "/api/template"): "read",
     ("GET", "/api/error_log"): "admin",
+    ("POST", "/api/config/core/check_config"): "admin",
     ("GET", "/api/persistent_notification"): "read",
     ("GET", "/api/openapi.json"): "public",
     ("GET", "/auth/providers"): "public",

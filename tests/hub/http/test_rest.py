@@ -175,6 +175,17 @@ async def test_error_log_is_for_admins(api: Any) -> None:
     assert status == 200 and "Something odd happened" in text
 
 
+async def test_check_config_reads_the_files_again(api: Any) -> None:
+    assert (await api.request("POST", "/api/config/core/check_config", "user"))[0] == 403
+    status, body = await api.request("POST", "/api/config/core/check_config", "admin")
+    assert (status, body) == (200, {"result": "valid", "errors": None, "warnings": None})
+    path = api.hub.config_dir / "configuration.yaml"
+    path.write_text(path.read_text().replace("update_interval: 3600", "update_interval: soon"))
+    status, body = await api.request("POST", "/api/config/core/check_config", "admin")
+    assert status == 200 and body["result"] == "invalid"
+    assert "configuration.yaml" in body["errors"], body
+
+
 async def test_openapi_describes_every_route(api: Any) -> None:
     status, doc = await api.request("GET", "/api/openapi.json", None)  # public, for tools
     assert status == 200 and doc["openapi"].startswith("3.1")
