@@ -137,6 +137,8 @@ async def _run(config_dir: Path, manager: object, overrides: dict[str, dict[str,
             print(issue, file=sys.stderr)
         await hub.stop(1)
         return 1
+    if hub.stop_requested:  # Ctrl-C while starting
+        return await hub.wait_stopped()
     failed = [s for s in hub.integrations.values() if s.status == "failed"]
     loaded = sorted(d for d, s in hub.integrations.items() if s.status == "loaded")
     print(f"Hub '{hub.config.get('name')}' is running from {config_dir}", flush=True)

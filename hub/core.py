@@ -309,7 +309,11 @@ class EventBus:
                             "Listener %s is %d events behind", listener.name, self.BACKLOG_WARNING
                         )
                 else:
-                    listener.callback(event)
+                    result = listener.callback(event)
+                    if result is not None and inspect.isawaitable(result):
+                        # A plain function that returned a coroutine (`lambda e: self.go(e)`):
+                        # run it rather than drop it, as service calls do.
+                        self._tasks.spawn(_await(result))
             except Exception:
                 _LOGGER.exception(
                     "Listener %s failed on %s event", listener.name, event.event_type
@@ -334,6 +338,13 @@ class EventBus:
                     await asyncio.sleep(0)  # a long backlog must not starve the loop
         finally:
             listener.worker = None
+
+
+async def _await(awaitable: Awaitable[Any]) -> None:
+    try:
+        await awaitable
+    except Exception:
+        _LOGGER.exception("Listener coroutine failed")
 
 
 class TaskRunner:
@@ -610,7 +621,7 @@ class StateMachine:
     def listen(self, entity_ids: str | Iterable[str], callback: Callback) -> Unsubscribe:
         """Call `callback(event)` on `state_changed` of these entities only (indexed, so a
         change wakes only the listeners of that entity)."""
-        ids = [entity_ids] if isinstance(entity_ids, str) else list(entity_ids)
+        ids = [eid.lower() for eid in ([entity_ids] if isinstance(entity_ids, str) else entity_ids)]
         listener = _Listener(callback, None)
         for eid in ids:
             self._entity_listeners[eid] = (*self._entity_listeners.get(eid, ()), listener)
@@ -680,6 +691,8 @@ class Hub:
         self._exit_stack: Any = None
         self._stop_requested: asyncio.Event | None = None
         self._stop_task: asyncio.Task[None] | None = None
+        self._start_done: asyncio.Event | None = None
+        self._stopping_early = False
         self.exit_code = 0
         # How long stop() waits for background work (listener coroutines) before cancelling it.
         self.stop_grace_seconds = 1.0
@@ -696,22 +709,34 @@ class Hub:
         """Run blocking work (file writes, CPU-heavy decoding) off the event loop."""
         return await asyncio.get_running_loop().run_in_executor(None, func, *args)
 
+    @property
+    def stop_requested(self) -> bool:
+        """True once stop() was called: a start still under way sets up nothing more."""
+        return self.state in (CoreState.stopping, CoreState.stopped) or self._stopping_early
+
     async def start(self) -> None:
-        """Load the config dir and set up the integrations; returns when the hub is running."""
+        """Load the config dir and set up the integrations; returns when the hub is running
+        (or, if stop() was called meanwhile, when it has stopped setting things up)."""
         from contextlib import AsyncExitStack
 
         from .plugins import make_plugin_manager, setup_integrations
 
         self.state = CoreState.starting
         self._stop_requested = asyncio.Event()
-        if self.plugin_manager is None:
-            self.plugin_manager = make_plugin_manager()
-        await self.areas.load()
-        await self.devices.load()
-        await self.entity_registry.load()
-        await self.auth.load()
-        self._exit_stack = AsyncExitStack()
-        await setup_integrations(self, self._exit_stack)
+        self._start_done = asyncio.Event()
+        try:
+            if self.plugin_manager is None:
+                self.plugin_manager = make_plugin_manager()
+            await self.areas.load()
+            await self.devices.load()
+            await self.entity_registry.load()
+            await self.auth.load()
+            self._exit_stack = AsyncExitStack()
+            await setup_integrations(self, self._exit_stack)
+        finally:
+            self._start_done.set()
+        if self._stopping_early:
+            return  # stop() is waiting for us, then unloads what was set up
         self.bus.fire(EVENT_HUB_START)
         self.state = CoreState.running
         self.bus.fire(EVENT_HUB_STARTED)
@@ -720,6 +745,11 @@ class Hub:
         """Fire `hub_stop`, unload integrations in reverse order, save the registries."""
         if self.state in (CoreState.stopping, CoreState.stopped):
             return
+        if self.state is CoreState.starting and self._start_done is not None:
+            # Ctrl-C during a slow set-up: let start() finish the integration under way and
+            # set up no more, then unload everything that was set up.
+            self._stopping_early = True
+            await self._start_done.wait()
         self.exit_code = exit_code
         self.state = CoreState.stopping
         self.bus.fire(EVENT_HUB_STOP)

@@ -171,26 +171,31 @@ def _load_entry_points(manager: HubPluginManager) -> None:
 
 
 def collect_integrations(manager: HubPluginManager) -> dict[str, tuple[str, Integration]]:
-    """domain -> (plugin name, Integration); a second plugin claiming a domain is refused."""
+    """domain -> (plugin name, Integration); a second plugin claiming a domain is refused.
+
+    `register_integrations` must return a list (or a single Integration) synchronously: a plugin
+    that returns anything else is disabled with a message saying so.
+    """
     found: dict[str, tuple[str, Integration]] = {}
-    for plugin_name, integrations in manager.call_each("register_integrations"):
-        for integration in integrations:
-            if not isinstance(integration, Integration):
-                manager.disable(plugin_name, f"register_integrations returned {integration!r}")
-                break
+    for plugin_name, result in manager.call_each("register_integrations"):
+        if isinstance(result, Integration):
+            result = [result]
+        if inspect.isawaitable(result) or not isinstance(result, (list, tuple)) or not all(
+            isinstance(item, Integration) for item in result
+        ):
+            if inspect.iscoroutine(result):
+                result.close()  # never awaited: close it to avoid a "never awaited" warning
+            manager.disable(
+                plugin_name,
+                f"register_integrations must return a list of Integration, not {result!r}",
+            )
+            continue
+        for integration in result:
             if integration.domain in found:
                 other = found[integration.domain][0]
-                manager.failures.append(
-                    PluginFailure(
-                        plugin_name, f"domain {integration.domain!r} already provided by {other}"
-                    )
-                )
-                _LOGGER.error(
-                    "Plugin %s: domain %s is already provided by %s; ignored",
-                    plugin_name,
-                    integration.domain,
-                    other,
-                )
+                message = f"domain {integration.domain!r} already provided by {other}"
+                manager.failures.append(PluginFailure(plugin_name, message))
+                _LOGGER.error("Plugin %s: %s; ignored", plugin_name, message)
                 continue
             found[integration.domain] = (plugin_name, integration)
     return found
@@ -231,17 +236,61 @@ def setup_order(integrations: dict[str, Integration], wanted: Iterable[str]) -> 
                     visit(dep)
         visiting.pop()
         done.add(domain)
-        order.append(domain)
+        if integration is not None:  # a missing dependency is reported by the caller
+            order.append(domain)
 
     for domain in sorted(needed):
         visit(domain)
     return order
 
 
+@dataclass
+class SetupPlan:
+    """What `hub run` will set up, decided from the configuration and the plugins alone: shared
+    by `setup_integrations` and `check_configuration`, so check-config finds what run would."""
+
+    found: dict[str, tuple[str, Integration]]
+    valid: dict[str, Any]
+    issues: list[ConfigIssue]
+    order: list[str]
+
+
+def plan_setup(hub_config: Any, manager: HubPluginManager) -> SetupPlan:
+    from . import config as config_module
+
+    found = collect_integrations(manager)
+    integrations = {domain: integration for domain, (_, integration) in found.items()}
+    schemas = {domain: integration.config_schema for domain, integration in integrations.items()}
+    valid, issues = config_module.validate_integration_configs(hub_config, schemas, integrations)
+    issues = [*hub_config.issues, *issues]
+    # Configured and valid, or always-on and not configured (an invalid block stays out).
+    wanted = [
+        domain
+        for domain, integration in integrations.items()
+        if domain in valid or (integration.always and domain not in hub_config.integrations)
+    ]
+    default_file = str(hub_config.config_dir / config_module.CONFIG_YAML)
+    try:
+        order = setup_order(integrations, wanted)
+    except IntegrationError as err:
+        issues.append(ConfigIssue(default_file, None, str(err)))
+        return SetupPlan(found, valid, issues, [])
+    for domain in order:
+        missing = [dep for dep in integrations[domain].dependencies if dep not in integrations]
+        if missing:
+            file, line = hub_config.source.get(domain, (default_file, None))
+            issues.append(ConfigIssue(
+                file, line,
+                f"{domain}: needs integration {', '.join(missing)}, which is not installed "
+                "or failed to load", domain,
+            ))
+    return SetupPlan(found, valid, issues, order)
+
+
 async def setup_integrations(hub: Hub, stack: AsyncExitStack) -> None:
     """Load the configuration, validate each integration's block, and set up every configured
-    integration in dependency order. Problems are reported; only the integration concerned is
-    left out."""
+    integration in dependency order. Problems are reported; only the integrations concerned
+    (and those depending on them) are left out."""
     from . import config as config_module
 
     manager: HubPluginManager = hub.plugin_manager
@@ -251,50 +300,33 @@ async def setup_integrations(hub: Hub, stack: AsyncExitStack) -> None:
         block = hub_config.integrations.get(domain)
         if block is None or isinstance(block, dict):
             hub_config.integrations[domain] = type(block or {})({**(block or {}), **values})
-    found = collect_integrations(manager)
-    integrations = {domain: integration for domain, (_, integration) in found.items()}
-    for domain, (plugin_name, integration) in found.items():
+    plan = plan_setup(hub_config, manager)
+    for domain, (plugin_name, integration) in plan.found.items():
         hub.integrations[domain] = IntegrationStatus(domain, integration.name, plugin_name)
     for failure in manager.failures:
         _notify(hub, f"Plugin {failure.plugin} is disabled: {failure.error}", "Plugin failed")
-
-    schemas = {domain: integration.config_schema for domain, integration in integrations.items()}
-    valid, issues = config_module.validate_integration_configs(hub_config, schemas, integrations)
-    issues = [*hub_config.issues, *issues]
-    for issue in issues:
+    for issue in plan.issues:
         _LOGGER.error("Invalid configuration: %s", issue)
         if issue.domain and issue.domain in hub.integrations:
             _fail(hub, issue.domain, f"invalid configuration: {issue}")
-    if issues:
+    if plan.issues:
         _notify(
             hub,
             "The configuration has problems; the integrations concerned were not set up:\n"
-            + "\n".join(f"- {issue}" for issue in issues),
+            + "\n".join(f"- {issue}" for issue in plan.issues),
             "Invalid configuration",
             "invalid_config",
         )
+    await _add_template_extensions(hub, manager)
 
-    for _plugin, extensions in manager.call_each("register_template_extensions", hub=hub):
-        from . import template
-
-        if inspect.isawaitable(extensions):
-            extensions = await extensions
-        template.add_extensions(**extensions, hub=hub)
-
-    # Configured and valid, or always-on and not configured (an invalid block stays failed).
-    wanted = [
-        domain
-        for domain, integration in integrations.items()
-        if domain in valid or (integration.always and domain not in hub_config.integrations)
-    ]
-    try:
-        order = setup_order(integrations, wanted)
-    except IntegrationError as err:
-        _LOGGER.error("%s; no integration was set up", err)
-        _notify(hub, str(err), "Integrations not set up")
-        return
-    for domain in order:
-        integration = integrations[domain]
+    for domain in plan.order:
+        if hub.stop_requested:
+            _LOGGER.info("Stop requested: integrations from %s on are not set up", domain)
+            return
+        status = hub.integrations[domain]
+        if status.status is Status.failed:
+            continue  # its configuration is invalid: reported above
+        integration = plan.found[domain][1]
         failed_deps = [
             dep
             for dep in integration.dependencies
@@ -303,14 +335,45 @@ async def setup_integrations(hub: Hub, stack: AsyncExitStack) -> None:
         if failed_deps:
             _fail(hub, domain, f"dependency not available: {', '.join(failed_deps)}")
             continue
+        context = integration.setup(hub, plan.valid.get(domain))
         try:
-            await stack.enter_async_context(integration.setup(hub, valid.get(domain)))
+            await context.__aenter__()
         except Exception as err:  # noqa: BLE001 - one integration's failure is its own
             _LOGGER.exception("Integration %s failed to set up", domain)
             _fail(hub, domain, f"set-up failed: {err}")
+            # Entities it added before failing would otherwise stay on the hub, orphaned.
+            for entity in hub.entities.all(domain):
+                await hub.entities.remove(entity)
             continue
-        hub.integrations[domain].status = Status.loaded
+        stack.push_async_callback(_teardown, domain, context)
+        status.status = Status.loaded
         _LOGGER.info("Integration %s set up", domain)
+
+
+async def _teardown(domain: str, context: AbstractAsyncContextManager[Any]) -> None:
+    # Each integration is exited on its own: one that fails to unload must not pass its
+    # exception into the others' teardown.
+    try:
+        await context.__aexit__(None, None, None)
+    except Exception:  # noqa: BLE001
+        _LOGGER.exception("Integration %s failed to unload", domain)
+
+
+async def _add_template_extensions(hub: Hub, manager: HubPluginManager) -> None:
+    from . import template
+
+    for plugin_name, extensions in manager.call_each("register_template_extensions", hub=hub):
+        try:
+            if inspect.isawaitable(extensions):
+                extensions = await extensions
+            if not isinstance(extensions, dict) or set(extensions) - {"globals", "filters", "tests"}:
+                raise TypeError(
+                    f"expected a dict with keys globals, filters, tests; got {extensions!r}"
+                )
+            template.add_extensions(**extensions, hub=hub)
+        except Exception as err:  # noqa: BLE001 - that plugin's problem only
+            manager.disable(plugin_name, f"register_template_extensions failed: {err!r}", err)
+            _notify(hub, f"Plugin {plugin_name} is disabled: {err}", "Plugin failed")
 
 
 def _fail(hub: Hub, domain: str, error: str) -> None:
@@ -319,7 +382,12 @@ def _fail(hub: Hub, domain: str, error: str) -> None:
         return
     status.status = Status.failed
     status.error = error
-    _notify(hub, f"Integration {status.name} ({domain}) is not running: {error}", "Integration failed", f"integration_{domain}")
+    _notify(
+        hub,
+        f"Integration {status.name} ({domain}) is not running: {error}",
+        "Integration failed",
+        f"integration_{domain}",
+    )
 
 
 def _notify(hub: Hub, message: str, title: str, notification_id: str | None = None) -> None:
@@ -335,13 +403,13 @@ def check_configuration(config_dir: Any, manager: HubPluginManager | None = None
         hub_config = config_module.load_configuration(config_dir)
     except ConfigError as err:
         return list(err.issues)
-    found = collect_integrations(manager)
-    schemas = {domain: integration.config_schema for domain, (_, integration) in found.items()}
-    _, issues = config_module.validate_integration_configs(hub_config, schemas, found)
+    plan = plan_setup(hub_config, manager)
+    # The same manager may be asked again (the API's check_config): report each failure once.
+    failures = dict.fromkeys((f.plugin, f.error) for f in manager.failures)
     plugin_issues = [
-        ConfigIssue("<plugins>", None, f"plugin {f.plugin}: {f.error}") for f in manager.failures
+        ConfigIssue("<plugins>", None, f"plugin {plugin}: {error}") for plugin, error in failures
     ]
-    return [*hub_config.issues, *issues, *plugin_issues]
+    return [*plan.issues, *plugin_issues]
 
 
 __all__ = [
@@ -353,6 +421,7 @@ __all__ = [
     "check_configuration",
     "collect_integrations",
     "make_plugin_manager",
+    "plan_setup",
     "setup_integrations",
     "setup_order",
 ]

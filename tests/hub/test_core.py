@@ -241,3 +241,21 @@ async def test_a_coroutine_listener_gets_its_events_in_order_even_when_it_waits(
             break
         await asyncio.sleep(0.01)
     assert received == list(range(50))
+
+
+async def test_a_plain_listener_that_returns_a_coroutine_still_runs(hub: Hub) -> None:
+    done = asyncio.Event()
+
+    async def handle(event: Event) -> None:
+        done.set()
+
+    hub.bus.listen("wake", lambda event: handle(event))
+    hub.bus.fire("wake")
+    await asyncio.wait_for(done.wait(), 2)
+
+
+async def test_entity_listeners_match_ids_case_insensitively(hub: Hub) -> None:
+    seen: list[str] = []
+    hub.states.listen("Sensor.Outside", lambda e: seen.append(e.data["new_state"].state))
+    hub.states.set("sensor.outside", "4")
+    assert seen == ["4"]

@@ -195,3 +195,117 @@ def test_every_hook_is_documented_with_its_signature() -> None:
         signature = f"{name}({', '.join(inspect.signature(func).parameters)})"
         assert signature in docs, f"docs/plugins.md does not document {signature}"
         assert func.__doc__, f"hookspec {name} has no docstring"
+
+
+async def test_a_missing_dependency_fails_only_its_dependents(make_hub, tmp_path: Path) -> None:
+    from hub.plugins import check_configuration
+
+    plugins = [make_plugin("chirp", dependencies=("mqtt",)), make_plugin("fine")]
+    hub = await make_hub("chirp:\nfine:\n", plugins)
+    assert hub.integrations["fine"].status == "loaded"
+    assert hub.integrations["chirp"].status == "failed"
+    assert "mqtt" in hub.integrations["chirp"].error
+    (tmp_path / "configuration.yaml").write_text("fine:\nchirp:\n")
+    issues = check_configuration(tmp_path, make_plugin_manager(plugins, load_entry_points=False))
+    assert [(issue.line, issue.domain) for issue in issues] == [(2, "chirp")]
+    assert "needs integration mqtt" in issues[0].message
+
+
+async def test_a_dependency_with_an_invalid_block_is_not_set_up(make_hub) -> None:
+    plugins = [make_plugin("chirp", dependencies=("mqtt",)), make_plugin("mqtt", schema=vol.Schema({"port": int}))]
+    hub = await make_hub("chirp:\nmqtt:\n  port: abc\n", plugins)
+    assert LOG == []
+    assert hub.integrations["mqtt"].status == "failed"
+    assert hub.integrations["chirp"].status == "failed"
+
+
+async def test_plugins_returning_the_wrong_thing_are_disabled_alone(make_hub) -> None:
+    async_plugin = types.ModuleType("async_plugin")
+    bare_plugin = types.ModuleType("bare_plugin")
+    bad_extensions = types.ModuleType("bad_extensions")
+
+    @hookimpl
+    async def register_integrations_async() -> list[Integration]:
+        return []
+
+    @hookimpl
+    def register_template_extensions(hub: Hub) -> dict[str, Any]:
+        return {"nonsense": {}}
+
+    async_plugin.register_integrations = register_integrations_async  # type: ignore[attr-defined]
+    (bare,) = make_plugin("bare").register_integrations()  # type: ignore[attr-defined]
+    bare_plugin.register_integrations = hookimpl(lambda: bare)  # type: ignore[attr-defined]
+    bad_extensions.register_template_extensions = register_template_extensions  # type: ignore[attr-defined]
+    hub = await make_hub("bare:\nfine:\n", [async_plugin, bare_plugin, bad_extensions, make_plugin("fine")])
+    assert hub.integrations["fine"].status == "loaded"
+    assert hub.integrations["bare"].status == "loaded"  # a single Integration is accepted
+    disabled = {f.plugin for f in hub.plugin_manager.failures}
+    assert disabled == {"async_plugin", "bad_extensions"}
+
+
+async def test_a_failed_set_up_leaves_no_entities_behind(make_hub) -> None:
+    from hub.entity import SensorEntity
+
+    plugin = types.ModuleType("half_plugin")
+
+    class Half(SensorEntity):
+        unique_id = "half"
+        name = "Half"
+        native_value = 1
+
+    @asynccontextmanager
+    async def setup(hub: Hub, config: Any) -> AsyncIterator[None]:
+        hub.entities.add(Half(), "half")
+        raise RuntimeError("device went away half-way")
+        yield
+
+    plugin.register_integrations = hookimpl(lambda: [Integration("half", "Half", setup)])  # type: ignore[attr-defined]
+    hub = await make_hub("half:\n", [plugin])
+    assert hub.integrations["half"].status == "failed"
+    assert hub.states.get("sensor.half") is None
+
+
+async def test_one_failing_teardown_does_not_stop_the_others(make_hub) -> None:
+    plugin = types.ModuleType("teardown_plugin")
+
+    @asynccontextmanager
+    async def careless(hub: Hub, config: Any) -> AsyncIterator[None]:
+        yield  # no try/finally: an exception thrown in here would skip the line below
+        LOG.append("careless torn down")
+
+    @asynccontextmanager
+    async def broken(hub: Hub, config: Any) -> AsyncIterator[None]:
+        yield
+        raise RuntimeError("cannot unload")
+
+    plugin.register_integrations = hookimpl(lambda: [  # type: ignore[attr-defined]
+        Integration("careless", "Careless", careless),
+        Integration("broken", "Broken", broken, after=("careless",)),
+    ])
+    hub = await make_hub("careless:\nbroken:\n", [plugin])
+    await hub.stop()
+    assert LOG == ["careless torn down"]
+
+
+async def test_a_stop_during_start_sets_up_nothing_more_and_unloads_what_was_set_up(make_hub) -> None:
+    import asyncio
+
+    plugin = types.ModuleType("slow_plugin")
+    entered = asyncio.Event()
+
+    @asynccontextmanager
+    async def slow(hub: Hub, config: Any) -> AsyncIterator[None]:
+        entered.set()
+        await asyncio.sleep(0.2)  # a slow connect, during which the user presses Ctrl-C
+        LOG.append("setup slow")
+        yield
+        LOG.append("teardown slow")
+
+    plugin.register_integrations = hookimpl(lambda: [Integration("slow", "Slow", slow)])  # type: ignore[attr-defined]
+    hub = await make_hub("slow:\nlater:\n", [plugin, make_plugin("later", dependencies=("slow",))], start=False)
+    starting = asyncio.create_task(hub.start())
+    await entered.wait()
+    await hub.stop()
+    await starting
+    assert LOG == ["setup slow", "teardown slow"]
+    assert hub.state == "STOPPED"
