@@ -23,6 +23,7 @@ from urllib.parse import urlparse
 import voluptuous as vol
 import yaml
 
+from hub.core import valid_entity_id
 from hub.exceptions import ConfigError, ConfigIssue
 
 __all__ = [
@@ -394,6 +395,16 @@ def _url(value: Any) -> str:
     return str(value).rstrip("/")
 
 
+def _entity_id(value: Any) -> str:
+    # The core's rule, so `customize:` accepts exactly the ids an entity can have.
+    if not isinstance(value, str) or not valid_entity_id(value):
+        raise vol.Invalid(
+            "expected an entity id (domain.object_id: lower-case letters, digits and single "
+            "underscores, not at either end)"
+        )
+    return value
+
+
 def _code(letters: int, what: str) -> vol.All:
     return vol.All(str, vol.Upper, vol.Match(f"^[A-Z]{{{letters}}}$", msg=f"expected a {what}"))
 
@@ -410,8 +421,7 @@ CORE_SCHEMA = vol.Schema({
     vol.Optional("language", default="en"): _string,
     vol.Optional("internal_url"): _url,
     vol.Optional("external_url"): _url,
-    vol.Optional("customize", default=dict): {
-        vol.Match(r"^[a-z0-9_]+\.[a-z0-9_]+$", msg="expected an entity id"): dict},
+    vol.Optional("customize", default=dict): {_entity_id: dict},
 })
 
 

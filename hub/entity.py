@@ -39,33 +39,6 @@ class StateClass(enum.StrEnum):
     total_increasing = "total_increasing"
 
 
-class EntityCategory(enum.StrEnum):
-    config = "config"
-    diagnostic = "diagnostic"
-
-
-# Units per sensor device class that Home Assistant users expect to see by default.
-DEVICE_CLASS_UNITS: dict[str, str] = {
-    "temperature": "°C",
-    "humidity": "%",
-    "battery": "%",
-    "moisture": "%",
-    "power": "W",
-    "energy": "kWh",
-    "voltage": "V",
-    "current": "A",
-    "illuminance": "lx",
-    "pressure": "hPa",
-    "atmospheric_pressure": "hPa",
-    "signal_strength": "dBm",
-    "wind_speed": "km/h",
-    "precipitation": "mm",
-    "carbon_dioxide": "ppm",
-    "pm25": "µg/m³",
-    "frequency": "Hz",
-}
-
-
 class Entity:
     """Base of every entity. Subclasses set `domain` and compute `state`.
 
@@ -161,8 +134,9 @@ class Entity:
 
     def write_state(self) -> None:
         """Publish the entity's current values to the state machine."""
-        if self.hub is None:
-            raise RuntimeError(f"{type(self).__name__} was not added to a hub")
+        if self.hub is None:  # never added, disabled in the entity registry, or removed
+            _LOGGER.debug("%s is not on a hub: state not written", self.entity_id or self)
+            return
         attributes = self.attributes()
         customized = self.hub.config.get("customize", {}).get(self.entity_id)
         if customized:  # the user's `customize:` overrides win over the integration's values
@@ -499,6 +473,11 @@ class EntityCollection:
     def __init__(self, hub: Hub) -> None:
         self._hub = hub
         self._entities: dict[str, Entity] = {}
+        # Entities the user disabled in the entity registry, by entity_id: kept, so that
+        # enabling the entry again brings the live object back without a restart.
+        self._disabled: dict[str, tuple[Entity, str]] = {}
+        # Taking an entity off and putting it back run in tasks: one at a time, in order.
+        self._lock = asyncio.Lock()
         self._services_registered: set[str] = set()
         hub.bus.listen("entity_registry_updated", self._on_registry_updated)
 
@@ -510,7 +489,8 @@ class EntityCollection:
 
     def add(self, entity: Entity, integration: str) -> str | None:
         """Give the entity its entity_id, register it and its device, and write its first
-        state. Returns the entity_id, or None when the user disabled the entity."""
+        state. Returns the entity_id, or None when the user disabled the entity: it is then
+        kept aside (its `write_state()` does nothing) and added when the user enables it."""
         hub = self._hub
         if not entity.domain:
             raise ValueError(f"{type(entity).__name__} has no domain")
@@ -536,6 +516,8 @@ class EntityCollection:
             )
             if entry.disabled_by:
                 entity.hub = None
+                entity.entity_id = entry.entity_id
+                self._disabled[entry.entity_id] = (entity, integration)
                 return None
             entity.entity_id = entry.entity_id
             entity.registry_name = entry.name
@@ -551,15 +533,52 @@ class EntityCollection:
         return entity.entity_id
 
     async def remove(self, entity: Entity | str) -> None:
-        """Take the entity off the hub (its registry entry stays, to keep its id)."""
+        """Take the entity off the hub (its registry entry stays, to keep its id). A disabled
+        entity is forgotten: enabling it later no longer brings it back."""
         entity_id = entity if isinstance(entity, str) else entity.entity_id
         live = self._entities.pop(entity_id, None)
         if live is None:
+            self._forget_disabled(entity)
             return
-        if type(live).removing is not Entity.removing:
-            await self._call(live.removing, live)
-        self._hub.states.remove(entity_id)
-        live.hub = None
+        await self._take_off(live)
+
+    async def remove_all(self, integration: str) -> None:
+        """Take all of an integration's entities off the hub, and forget its disabled ones
+        (for an integration that failed or unloaded without removing its own)."""
+        for key, (_, platform) in list(self._disabled.items()):
+            if platform == integration:
+                del self._disabled[key]
+        for entity in self.all(integration):
+            await self.remove(entity)
+
+    def _forget_disabled(self, entity: Entity | str) -> None:
+        if isinstance(entity, str):
+            self._disabled.pop(entity, None)
+            return
+        for key, (kept, _) in list(self._disabled.items()):
+            if kept is entity:
+                del self._disabled[key]
+
+    async def _take_off(self, entity: Entity) -> None:
+        if type(entity).removing is not Entity.removing:
+            await self._call(entity.removing, entity)
+        self._hub.states.remove(entity.entity_id)
+        entity.hub = None
+
+    async def _disable(self, entity: Entity) -> None:
+        async with self._lock:
+            await self._take_off(entity)
+
+    async def _enable(self, entity_id: str) -> None:
+        async with self._lock:  # after a take-off still under way
+            entry = self._hub.entity_registry.get(entity_id)
+            if entry is None or entry.disabled_by or entity_id not in self._disabled:
+                return  # disabled again, removed, or its integration unloaded meanwhile
+            entity, integration = self._disabled.pop(entity_id)
+            try:
+                self.add(entity, integration)
+            except Exception:
+                _LOGGER.exception("Could not add %s back", entity_id)
 
     def _free_entity_id(self, domain: str, suggested: str) -> str:
         from .registry import slugify
@@ -615,15 +634,27 @@ class EntityCollection:
             _LOGGER.exception("%s of %s failed", method.__name__, entity.entity_id)
 
     def _on_registry_updated(self, event: Event) -> None:
-        """Follow a user's rename, name change, disabling or removal of a live entity at once."""
+        """Follow a user's rename, name change, disabling, enabling or removal of an entity
+        at once."""
         old_id = event.data.get("old_entity_id")
         new_id = event.data.get("entity_id")
+        entry = self._hub.entity_registry.get(new_id)
+        if (kept := self._disabled.pop(old_id or new_id, None)) is not None:
+            if entry is None:
+                return  # its registry entry was removed: forget it
+            self._disabled[new_id] = kept  # under its new id if renamed while disabled
+            if not entry.disabled_by:
+                self._hub.create_task(self._enable(new_id), f"enable {new_id}")
+            return
         entity = self._entities.get(old_id or new_id)
         if entity is None:
             return
-        entry = self._hub.entity_registry.get(new_id)
         if entry is None or entry.disabled_by:  # removed from the registry, or disabled
-            self._hub.create_task(self.remove(entity), f"disable {entity.entity_id}")
+            # Off the collection now (services no longer reach it), off the hub in a task.
+            del self._entities[entity.entity_id]
+            if entry is not None:
+                self._disabled[new_id] = (entity, entity.platform)
+            self._hub.create_task(self._disable(entity), f"disable {entity.entity_id}")
             return
         if old_id and old_id != new_id:
             self._entities.pop(old_id, None)

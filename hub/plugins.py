@@ -342,8 +342,7 @@ async def setup_integrations(hub: Hub, stack: AsyncExitStack) -> None:
             _LOGGER.exception("Integration %s failed to set up", domain)
             _fail(hub, domain, f"set-up failed: {err}")
             # Entities it added before failing would otherwise stay on the hub, orphaned.
-            for entity in hub.entities.all(domain):
-                await hub.entities.remove(entity)
+            await hub.entities.remove_all(domain)
             continue
         stack.push_async_callback(_teardown, domain, context)
         status.status = Status.loaded

@@ -38,11 +38,11 @@ _NON_ALNUM = re.compile(r"[^a-z0-9]+")
 _NOT_HEX = re.compile(r"[^0-9a-f]")
 
 
-def slugify(text: str, separator: str = "_") -> str:
-    """`"Küche Licht #2"` -> `"kuche_licht_2"`; an empty result becomes `"unnamed"`."""
+def slugify(text: str, separator: str = "_", *, empty: str = "unnamed") -> str:
+    """`"Küche Licht #2"` -> `"kuche_licht_2"`; an empty result becomes `empty`."""
     ascii_text = unicodedata.normalize("NFKD", str(text)).encode("ascii", "ignore").decode()
     slug = _NON_ALNUM.sub(separator, ascii_text.lower()).strip(separator)
-    return slug or "unnamed"
+    return slug or empty
 
 
 def format_mac(mac: str) -> str:

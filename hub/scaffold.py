@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import re
 from pathlib import Path
 
-_NAME_RE = re.compile(r"^[a-z][a-z0-9_]{1,40}$")
+from .config import CORE_KEYS
+from .core import valid_entity_id
+from .plugins import ENTRY_POINT_GROUP
+
+_MAX_NAME = 40
 
 PYPROJECT = '''\
 [build-system]
@@ -139,12 +144,30 @@ Then add `{name}:` to `configuration.yaml` and restart the hub (`hub run -c CONF
 '''
 
 
+def check_name(name: str) -> None:
+    """Raise ValueError unless `name` can be a new integration's domain.
+
+    The rule of entity ids' parts (lower-case letters, digits and single underscores, not at
+    either end), starting with a letter; not the core block's key nor an installed domain.
+    """
+    if not (valid_entity_id(f"{name}.x") and re.match("[a-z]", name) and len(name) <= _MAX_NAME):
+        raise ValueError(
+            f"{name!r} is not a valid integration domain: use lower-case letters, digits and "
+            f"single underscores, starting with a letter, not ending with _ (at most {_MAX_NAME})"
+        )
+    if name in CORE_KEYS:
+        raise ValueError(f"{name!r} is the key of the hub's own configuration: pick another name")
+    installed = {ep.name: ep.value for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)}
+    if name in installed:
+        raise ValueError(
+            f"{name!r} is already an installed integration domain ({installed[name]}): "
+            "pick another name"
+        )
+
+
 def write_integration_package(name: str, parent: Path) -> Path:
     """Write `hub-<name>/` under `parent` and return its path."""
-    if not _NAME_RE.match(name):
-        raise ValueError(
-            f"{name!r} is not a valid integration domain: use lower-case letters, digits and _"
-        )
+    check_name(name)
     dist = name.replace("_", "-")
     title = name.replace("_", " ").title()
     root = parent / f"hub-{dist}"

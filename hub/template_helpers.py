@@ -11,7 +11,6 @@ import math
 import re
 import statistics
 import time
-import unicodedata
 from collections.abc import Callable, Iterable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ from jinja2.sandbox import SecurityError
 
 from .core import STATE_UNAVAILABLE, STATE_UNKNOWN, State, valid_entity_id
 from .exceptions import TemplateError
+from .registry import slugify as registry_slugify
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -628,9 +628,8 @@ def regex_findall_index(
 
 
 def slugify(value: Any, separator: str = "_") -> str:
-    text = unicodedata.normalize("NFKD", str(value)).encode("ascii", "ignore").decode()
-    slug = re.sub(r"[^a-z0-9]+", separator, text.lower()).strip(separator)
-    return slug or "unknown"
+    # The registry's slug; an empty one is "unknown", as in Home Assistant's filter.
+    return registry_slugify(value, separator, empty="unknown")
 
 
 def base64_encode(value: str | bytes) -> str:

@@ -137,10 +137,25 @@ def test_scaffolded_plugin_installs_passes_its_test_and_loads_next_to_a_broken_o
     assert code == 0
 
 
-def test_scaffold_refuses_a_bad_name(tmp_path: Path) -> None:
-    result = run_cli("scaffold", "integration", "Bad-Name", "-o", str(tmp_path))
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("Bad-Name", "not a valid integration domain"),
+        ("abc_", "not a valid integration domain"),
+        ("_abc", "not a valid integration domain"),
+        ("foo__bar", "not a valid integration domain"),
+        ("1abc", "not a valid integration domain"),
+        ("a" * 41, "not a valid integration domain"),
+        ("demo", "already an installed integration domain (integrations.demo)"),
+        ("http", "already an installed integration domain (hub.http)"),
+        ("hub", "the key of the hub's own configuration"),
+    ],
+)
+def test_scaffold_refuses_a_bad_name(tmp_path: Path, name: str, message: str) -> None:
+    result = run_cli("scaffold", "integration", name, "-o", str(tmp_path))
     assert result.returncode != 0
-    assert "not a valid integration domain" in result.stderr
+    assert message in result.stderr
+    assert not list(tmp_path.iterdir())  # nothing written
 
 
 @pytest.mark.parametrize("args", [["--version"], ["run", "--help"]])

@@ -338,6 +338,27 @@ def test_a_broken_core_block_keeps_the_good_keys_and_the_rest(tmp_path: Path) ->
     assert hub_config.integrations == {"demo": {"lights": 2}}
 
 
+def test_customize_takes_the_entity_ids_the_core_accepts(tmp_path: Path) -> None:
+    write(tmp_path / "configuration.yaml", """
+        hub:
+          customize:
+            sensor.lawn_2:
+              icon: mdi:grass
+        """)
+    assert load_configuration(tmp_path).core["customize"] == {"sensor.lawn_2": {"icon": "mdi:grass"}}
+    write(tmp_path / "configuration.yaml", """
+        hub:
+          customize:
+            sensor.lawn__2:
+              icon: mdi:grass
+            sensor.lawn_:
+              icon: mdi:grass
+        """)
+    issues = load_configuration(tmp_path).issues
+    assert [issue.line for issue in issues] == [3, 5]
+    assert all("expected an entity id" in issue.message for issue in issues)
+
+
 def test_an_empty_configuration_loads_with_defaults(tmp_path: Path) -> None:
     write(tmp_path / "configuration.yaml", "")
     hub_config = load_configuration(tmp_path)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -227,6 +228,83 @@ async def test_a_disabled_entity_is_not_added(hub: Hub) -> None:
     await hub.tasks.drain(1)
     assert hub.states.get(entity_id) is None
     assert hub.entities.add(Thermometer(), "test") is None
+
+
+async def test_a_disabled_entity_ignores_updates_until_it_is_enabled_again(hub: Hub) -> None:
+    sensor = Thermometer()
+    entity_id = hub.entities.add(sensor, "test")
+    hub.entity_registry.update(entity_id, disabled_by="user")
+    await hub.tasks.drain(1)
+    assert hub.entities.get(entity_id) is None
+    sensor.native_value = 30.0
+    sensor.write_state()  # harmless: an integration's update loop must not stop here
+    assert hub.states.get(entity_id) is None
+
+    hub.entity_registry.update(entity_id, disabled_by=None)
+    await hub.tasks.drain(1)
+    assert hub.entities.get(entity_id) is sensor
+    assert hub.states.get(entity_id).state == "30.0"
+    sensor.native_value = 31.0
+    sensor.write_state()
+    assert hub.states.get(entity_id).state == "31.0"
+
+
+async def test_an_entity_disabled_at_add_comes_when_enabled_under_its_new_id(hub: Hub) -> None:
+    entity_id = hub.entities.add(Thermometer(), "test")
+    hub.entity_registry.update(entity_id, disabled_by="user")
+    await hub.tasks.drain(1)
+    pump = Pump()
+    pump_id = hub.entities.add(pump, "test")
+    hub.entity_registry.update(pump_id, disabled_by="user")
+    await hub.tasks.drain(1)
+
+    sensor = Thermometer()
+    assert hub.entities.add(sensor, "test") is None
+    sensor.write_state()
+    assert hub.states.get(entity_id) is None
+    hub.entity_registry.update(entity_id, new_entity_id="sensor.lawn")  # renamed while disabled
+    hub.entity_registry.update("sensor.lawn", disabled_by=None)
+    await hub.tasks.drain(1)
+    assert hub.entities.get("sensor.lawn") is sensor
+    assert hub.states.get("sensor.lawn").state == "21.5"
+
+    await hub.entities.remove(pump)  # its integration unloads: enabling it brings nothing back
+    hub.entity_registry.update(pump_id, disabled_by=None)
+    await hub.tasks.drain(1)
+    assert hub.entities.get(pump_id) is None and hub.states.get(pump_id) is None
+
+
+async def test_remove_all_forgets_the_disabled_entities_too(hub: Hub) -> None:
+    pump_id = hub.entities.add(Pump(), "test")
+    hub.entity_registry.update(pump_id, disabled_by="user")
+    thermometer_id = hub.entities.add(Thermometer(), "test")
+    await hub.tasks.drain(1)
+    await hub.entities.remove_all("test")  # e.g. the integration failed to set up
+    assert hub.entities.all("test") == [] and hub.states.get(thermometer_id) is None
+    hub.entity_registry.update(pump_id, disabled_by=None)
+    await hub.tasks.drain(1)
+    assert hub.entities.get(pump_id) is None and hub.states.get(pump_id) is None
+
+
+async def test_disabling_and_enabling_at_once_leaves_the_entity_on(hub: Hub) -> None:
+    class Polling(Thermometer):
+        added_count = removed_count = 0
+
+        async def added(self) -> None:
+            self.added_count += 1
+
+        async def removing(self) -> None:
+            await asyncio.sleep(0.01)
+            self.removed_count += 1
+
+    sensor = Polling()
+    entity_id = hub.entities.add(sensor, "test")
+    hub.entity_registry.update(entity_id, disabled_by="user")
+    hub.entity_registry.update(entity_id, disabled_by=None)
+    await hub.tasks.drain(1)
+    assert (sensor.added_count, sensor.removed_count) == (2, 1)
+    assert hub.entities.get(entity_id) is sensor
+    assert hub.states.get(entity_id).state == "21.5"
 
 
 async def test_removing_an_entity_removes_its_state(hub: Hub) -> None:

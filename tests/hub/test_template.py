@@ -176,6 +176,8 @@ def test_round_of_bad_input_without_default_fails(hub: SimpleNamespace) -> None:
         ("{{ 'a1b22' | regex_findall_index('\\\\d+', 1) }}", 22),
         ("{{ 'a1b2' | regex_replace('\\\\d', '#') }}", "a#b#"),
         ("{{ 'Salle à manger!' | slugify }}", "salle_a_manger"),
+        ("{{ 'Salle à manger' | slugify('-') }}", "salle-a-manger"),
+        ("{{ '###' | slugify }}", "unknown"),  # Home Assistant's; the registry says "unnamed"
         ("{{ 'hub' | base64_encode }}", "aHVi"),
         ("{{ 'aHVi' | base64_decode }}", "hub"),
         ("{{ [1, 2, 3, 11, 22] | map('ordinal') | join(' ') }}", "1st 2nd 3rd 11th 22nd"),

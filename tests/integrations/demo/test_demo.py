@@ -50,3 +50,31 @@ async def test_demo_is_off_unless_configured(make_hub) -> None:
     hub = await make_hub("", [demo])
     assert hub.integrations["demo"].status == "not_loaded"
     assert len(hub.states) == 0
+
+
+async def test_a_disabled_sensor_does_not_stop_the_others_and_comes_back_when_enabled(
+        make_hub, caplog) -> None:
+    hub = await make_hub("demo:\n  update_interval: 0.05\n  seed: 4\n", [demo])
+    # The temperature is the first sensor the update loop moves.
+    disabled = "sensor.weather_station_temperature"
+    hub.entity_registry.update(disabled, disabled_by="user")
+    changed: set[str] = set()
+    hub.bus.listen(EVENT_STATE_CHANGED, lambda e: changed.add(e.data["entity_id"]))
+    others = {"sensor.weather_station_humidity", "sensor.power_meter_voltage", "sensor.power_meter_power"}
+    for _ in range(100):
+        if others <= changed:
+            break
+        await asyncio.sleep(0.05)
+    assert others <= changed
+    assert hub.states.get(disabled) is None
+    assert "Demo update failed" not in caplog.text
+
+    hub.entity_registry.update(disabled, disabled_by=None)
+    values: list[str] = []
+    hub.states.listen(disabled, lambda e: values.append(e.data["new_state"].state))
+    for _ in range(100):
+        if len(values) >= 2:  # back with a state, and updating again
+            break
+        await asyncio.sleep(0.05)
+    assert len(values) >= 2
+    assert hub.states.get(disabled).attributes["unit_of_measurement"] == "°C"
