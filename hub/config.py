@@ -94,6 +94,7 @@ class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[mi
     file: str
     secrets: Secrets | None
     chain: tuple[str, ...]  # absolute paths being loaded, to catch include loops
+    text: str = ""  # the source, kept to re-parse block by block after a syntax error
     str_type: type[NodeStr] = NodeStr  # SecretStr in secrets.yaml: even nested values are masked
 
     def error(self, node: yaml.Node, message: str) -> ConfigError:
@@ -248,6 +249,7 @@ def _open(path: Path, secrets: Secrets | None, chain: tuple[str, ...]) -> _Loade
         raise _issue(file, raw[: exc.start].count(b"\n") + 1, "not valid UTF-8") from None
     loader = _Loader(text)
     loader.file, loader.secrets, loader.chain = file, secrets, (*chain, os.path.abspath(file))
+    loader.text = text
     return loader
 
 
@@ -453,37 +455,32 @@ class HubConfig:
 def load_configuration(config_dir: Path) -> HubConfig:
     """Load `config_dir/configuration.yaml` into a HubConfig.
 
-    Raises ConfigError only when nothing can load: no file, a YAML syntax error, not a mapping.
-    A problem inside one top-level block (a missing secret, a broken !include) is recorded in
-    `issues` with that domain, and the block is left out; the others still load.
+    Raises ConfigError only when nothing can load: no file, not a mapping, a syntax error no
+    top-level block survives. A problem inside one top-level block (a syntax slip, a missing
+    secret, a broken !include) is recorded in `issues` with that domain, and the block is left
+    out; the others still load.
     """
     config_dir = Path(config_dir)
-    loader = _open(config_dir / CONFIG_YAML, Secrets(config_dir), ())
+    secrets = Secrets(config_dir)
+    loader = _open(config_dir / CONFIG_YAML, secrets, ())
     file, result, blocks = loader.file, HubConfig(config_dir=config_dir), {}
     try:
         try:
-            root = loader.get_single_node()  # parses the whole file: syntax errors stop here
+            root = loader.get_single_node()  # parses the whole file
         except yaml.YAMLError as exc:
-            raise _yaml_error(exc, file) from None
-        if root is not None and not isinstance(root, yaml.MappingNode):
-            if root.tag != "tag:yaml.org,2002:null":
-                raise _issue(file, root.start_mark.line + 1,
-                             f"{CONFIG_YAML} must be a mapping of integration names")
-            root = None
-        # Construct each top-level value on its own, so one broken block only breaks itself.
-        for key, key_node, value_node in loader.pairs(root) if root is not None else ():
-            line = key_node.start_mark.line + 1
-            if not isinstance(key, str):
-                result.issues.append(ConfigIssue(file, line, f"invalid top-level key {key!r}"))
-                continue
-            result.source[key] = (file, line)
-            try:
-                blocks[key] = loader.construct_object(value_node, deep=True)
-            except (ConfigError, yaml.YAMLError) as exc:
-                error = exc if isinstance(exc, ConfigError) else _yaml_error(exc, file)
-                result.issues.extend(dataclasses.replace(i, domain=key) for i in error.issues)
-                blocks.pop(key, None)
-                loader.reset()
+            syntax_error = _yaml_error(exc, file)
+            # A slip inside one block should not take the whole hub down: parse each
+            # top-level block on its own and report only the broken ones.
+            if not _load_blockwise(loader, secrets, result, blocks):
+                raise syntax_error from None
+        else:
+            if root is not None and not isinstance(root, yaml.MappingNode):
+                if root.tag != "tag:yaml.org,2002:null":
+                    raise _issue(file, root.start_mark.line + 1,
+                                 f"{CONFIG_YAML} must be a mapping of integration names")
+                root = None
+            if root is not None:
+                _construct_blocks(loader, root, result, blocks)
     finally:
         loader.dispose()
 
@@ -498,6 +495,56 @@ def load_configuration(config_dir: Path) -> HubConfig:
     result.issues.extend(issues)
     result.integrations = {k: v for k, v in blocks.items() if k not in CORE_KEYS}
     return result
+
+
+def _construct_blocks(loader: _Loader, root: yaml.MappingNode, result: HubConfig,
+                      blocks: dict[str, Any]) -> None:
+    """Construct each top-level value on its own, so one broken block only breaks itself."""
+    file = loader.file
+    for key, key_node, value_node in loader.pairs(root):
+        line = key_node.start_mark.line + 1
+        if not isinstance(key, str):
+            result.issues.append(ConfigIssue(file, line, f"invalid top-level key {key!r}"))
+            continue
+        result.source[key] = (file, line)
+        try:
+            blocks[key] = loader.construct_object(value_node, deep=True)
+        except (ConfigError, yaml.YAMLError) as exc:
+            error = exc if isinstance(exc, ConfigError) else _yaml_error(exc, file)
+            result.issues.extend(dataclasses.replace(i, domain=key) for i in error.issues)
+            blocks.pop(key, None)
+            loader.reset()
+
+
+_TOP_LEVEL_KEY = re.compile(r"^([^\s#\-][^:]*):")
+
+
+def _load_blockwise(whole: _Loader, secrets: Secrets, result: HubConfig,
+                    blocks: dict[str, Any]) -> bool:
+    """Parse each top-level block of a file with a syntax error separately (blank lines in
+    place of the others keep line numbers right). False if no block could be parsed."""
+    file, lines = whole.file, whole.text.splitlines(keepends=True)
+    starts = [n for n, text in enumerate(lines) if _TOP_LEVEL_KEY.match(text)]
+    parsed = 0
+    for start, end in zip(starts, [*starts[1:], len(lines)], strict=True):
+        loader = _Loader("\n" * start + "".join(lines[start:end]))
+        loader.file, loader.secrets, loader.chain = file, secrets, whole.chain
+        try:
+            try:
+                root = loader.get_single_node()
+            except yaml.YAMLError as exc:
+                key = _TOP_LEVEL_KEY.match(lines[start]).group(1).strip()  # type: ignore[union-attr]
+                result.source[key] = (file, start + 1)
+                result.issues.extend(
+                    dataclasses.replace(i, domain=key) for i in _yaml_error(exc, file).issues
+                )
+                continue
+            if isinstance(root, yaml.MappingNode):
+                parsed += 1
+                _construct_blocks(loader, root, result, blocks)
+        finally:
+            loader.dispose()
+    return parsed > 0
 
 
 def validate_integration_configs(

@@ -366,8 +366,8 @@ def test_an_empty_configuration_loads_with_defaults(tmp_path: Path) -> None:
     assert hub_config.core["name"] == "Home" and hub_config.core["time_zone"] == "UTC"
 
 
-def test_a_syntax_error_in_configuration_yaml_stops_everything(tmp_path: Path) -> None:
-    write(tmp_path / "configuration.yaml", "demo:\nmqtt:\n  broker: [x\n")
+def test_a_syntax_error_no_block_survives_stops_everything(tmp_path: Path) -> None:
+    write(tmp_path / "configuration.yaml", "mqtt:\n  port: 1\n  broker: [x\n")
     with pytest.raises(ConfigError) as excinfo:
         load_configuration(tmp_path)
     issue = only_issue(excinfo)
@@ -540,3 +540,15 @@ def test_atomic_write_cleans_up_when_it_fails(tmp_path: Path) -> None:
     with pytest.raises(OSError):
         atomic_write(tmp_path / "target", "data")
     assert os.listdir(tmp_path) == ["target"] and os.listdir(tmp_path / "target") == []
+
+
+def test_a_syntax_slip_inside_one_block_breaks_only_that_block(tmp_path: Path) -> None:
+    (tmp_path / "configuration.yaml").write_text(
+        "hub:\n  name: Farm\ndemo:\n  update_interval: [1, 2\nfine:\n  x: 1\n"
+    )
+    config = load_configuration(tmp_path)
+    assert config.core["name"] == "Farm"
+    assert list(config.integrations) == ["fine"]
+    (issue,) = config.issues
+    assert issue.domain == "demo" and issue.file.endswith("configuration.yaml")
+    assert "line 4" in issue.message or issue.line == 4
