@@ -561,7 +561,23 @@ class AuthManager:
             self._store.schedule_save(LAST_USED_SAVE_DELAY)
         return user, refresh_token
 
+    def is_expired_token(self, token: str) -> bool:
+        """True for an access token this hub issued whose only fault is its age: a client that
+        merely forgot to refresh is not an attacker, so it does not count towards a ban."""
+        if not isinstance(token, str) or len(token) > MAX_TOKEN_LENGTH:
+            return False
+        try:
+            claims = jwt.decode(token, options={"verify_signature": False})
+            entry = self._tokens.get(claims.get("iss"))
+            if entry is None:
+                return False
+            jwt.decode(token, entry.jwt_key, algorithms=["HS256"], options={"verify_exp": False})
+        except (jwt.PyJWTError, ValueError, TypeError, AttributeError):
+            return False
+        return float(claims.get("exp", 0)) <= time.time()
+
     def get_refresh_token(self, token_id: str) -> RefreshToken | None:
+        self._sync_external()  # a token revoked by `hub token revoke` must be gone here too
         entry = self._tokens.get(token_id) if isinstance(token_id, str) else None
         return entry.token if entry else None
 

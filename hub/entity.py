@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import voluptuous as vol
 
 from .exceptions import NotSupported, ServiceValidationError
-from .core import STATE_UNAVAILABLE, STATE_UNKNOWN, Context, Event, valid_entity_id
+from .core import STATE_UNAVAILABLE, STATE_UNKNOWN, Context, Event, EventOrigin, valid_entity_id
 from .services import ServiceCall
 
 if TYPE_CHECKING:
@@ -636,6 +636,8 @@ class EntityCollection:
     def _on_registry_updated(self, event: Event) -> None:
         """Follow a user's rename, name change, disabling, enabling or removal of an entity
         at once."""
+        if event.origin is not EventOrigin.local:
+            return  # only the registry itself says what changed in it
         old_id = event.data.get("old_entity_id")
         new_id = event.data.get("entity_id")
         entry = self._hub.entity_registry.get(new_id)

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any, Final
 
 import orjson
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestPayloadError
 
 from ..core import (
     EVENT_CALL_SERVICE,
@@ -52,6 +54,12 @@ PROTECTED_EVENTS: Final = frozenset(
         EVENT_HUB_START,
         EVENT_HUB_STARTED,
         EVENT_HUB_STOP,
+        # Registries and notifications: the hub acts on these (an entity follows its registry
+        # entry), so a client must not be able to forge them.
+        "entity_registry_updated",
+        "device_registry_updated",
+        "area_registry_updated",
+        "persistent_notifications_updated",
     }
 )
 MAX_EVENT_TYPE_LENGTH: Final = 64  # as in Home Assistant
@@ -127,7 +135,10 @@ def json_error(status: int, message: str) -> web.HTTPException:
 
 async def read_json(request: web.Request) -> Any:
     """The request's JSON body (None when empty); 400 with a message when it is not JSON."""
-    body = await request.read()  # raises 413 past client_max_size
+    try:
+        body = await request.read()  # raises 413 past client_max_size
+    except (RequestPayloadError, HttpProcessingError) as err:  # e.g. a broken gzip body
+        raise json_error(400, f"Cannot read the request body: {err}") from None
     if not body.strip():
         return None
     try:
@@ -426,12 +437,12 @@ ROUTES: Final = (
     ApiRoute("GET", "/api/states/{entity_id}", get_state, "One entity's state", Access.read,
              "states", returns=_STATE, errors=(404,)),
     ApiRoute("POST", "/api/states/{entity_id}", post_state,
-             "Set an entity's state representation", Access.write, "states",
+             "Set an entity's state representation", Access.admin, "states",
              body=ref("StateWrite"), body_required=True, returns=_STATE, errors=(400,),
              description="201 with a Location header when the entity is new, 200 when it "
              "existed. Only the representation changes; no device is told."),
     ApiRoute("DELETE", "/api/states/{entity_id}", delete_state, "Remove an entity's state",
-             Access.write, "states", returns=ref("Message"), errors=(404,)),
+             Access.admin, "states", returns=ref("Message"), errors=(404,)),
     ApiRoute("GET", "/api/services", get_services, "The service catalogue", Access.read,
              "services", returns=array_of(ref("ServiceDomain"))),
     ApiRoute("POST", "/api/services/{domain}/{service}", call_service, "Call a service",
@@ -442,9 +453,9 @@ ROUTES: Final = (
              "`?return_response`, `{changed_states, service_response}`."),
     ApiRoute("GET", "/api/events", get_events, "Event types with listeners", Access.read,
              "events", returns=array_of(ref("EventListeners"))),
-    ApiRoute("POST", "/api/events/{event_type}", fire_event, "Fire an event", Access.write,
+    ApiRoute("POST", "/api/events/{event_type}", fire_event, "Fire an event", Access.admin,
              "events", body={"type": "object"}, returns=ref("Message"), errors=(400,)),
-    ApiRoute("POST", "/api/template", render_template, "Render a template", Access.read,
+    ApiRoute("POST", "/api/template", render_template, "Render a template", Access.admin,
              "templates", body=ref("TemplateRequest"), body_required=True, returns_text=True,
              errors=(400,)),
     ApiRoute("GET", "/api/error_log", get_error_log, "The latest log lines", Access.admin,

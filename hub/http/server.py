@@ -5,9 +5,10 @@ Middlewares, outermost first:
 - cors (only when `cors_allowed_origins` is set): answers preflights, adds the CORS headers;
 - errors: HTTP errors and the core's named exceptions become `{"message": ...}` with a 4xx;
   an unexpected exception is logged and answered 500 (a bug to fix: bad input never gets one);
-- auth: banned addresses get 403; every route not declared public needs
-  `Authorization: Bearer <access token>`; the route's access level (read, write, admin, owner)
-  is checked against the user.
+- auth: every route not declared public needs `Authorization: Bearer <access token>`; the
+  route's access level (read, write, admin, owner) is checked against the user. Invalid tokens
+  count towards a temporary ban of the address, which refuses further guesses (tokens and
+  logins) but never a valid token.
 """
 
 from __future__ import annotations
@@ -142,20 +143,20 @@ def allowed(user: Any, access: Access) -> bool:
 async def auth_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
     auth = request.app[HUB_KEY].auth
     ip = request.remote or ""
-    if auth.is_banned(ip):
-        return _denied(403, "Too many failed logins: this address is banned for a while.")
     access = _route_access(request)
     token = _bearer_token(request)
-    if token is None:
-        if access is not Access.public:
-            return _denied(401, "Missing access token: send 'Authorization: Bearer <token>'.")
-        return await handler(request)
     found = auth.validate_access_token(token, ip) if token else None
     if found is None:
         if access is Access.public:
             return await handler(request)  # a stale token in the browser must not block login
+        if not token or auth.is_expired_token(token):
+            return _denied(401, "Missing or expired access token: send "
+                                "'Authorization: Bearer <token>' with a valid one.")
+        # A ban stops guessing; it never locks out a client whose token is valid.
+        if auth.is_banned(ip):
+            return _denied(403, "Too many failed logins: this address is banned for a while.")
         auth.record_failed_login(ip)
-        return _denied(401, "Invalid or expired access token.")
+        return _denied(401, "Invalid access token.")
     user, refresh_token = found
     request[REQUEST_USER] = user
     request[REQUEST_TOKEN] = refresh_token

@@ -49,7 +49,7 @@ async def test_api_root_config_and_components(api: Any) -> None:
 async def test_set_get_and_delete_a_state(api: Any) -> None:
     body = {"state": "21.5", "attributes": {"unit_of_measurement": "°C", "friendly_name": "Attic"}}
     async with api.session.post(
-        f"{api.base}/api/states/sensor.attic", json=body, headers=api.headers("user")
+        f"{api.base}/api/states/sensor.attic", json=body, headers=api.headers("admin")
     ) as resp:
         assert resp.status == 201
         assert resp.headers["Location"] == "/api/states/sensor.attic"
@@ -58,14 +58,14 @@ async def test_set_get_and_delete_a_state(api: Any) -> None:
     assert created["context"]["user_id"] == api.hub.states.get("sensor.attic").context.user_id
     assert created["context"]["user_id"] is not None
 
-    status, updated = await api.request("POST", "/api/states/sensor.attic", "user", json={"state": 22})
+    status, updated = await api.request("POST", "/api/states/sensor.attic", "admin", json={"state": 22})
     assert status == 200 and updated["state"] == "22"
     assert updated["attributes"] == {}  # as in HA: the body's attributes replace the old ones
     assert api.hub.states.get("sensor.attic").state == "22"
 
     status, got = await api.request("GET", "/api/states/sensor.attic", "read_only")
     assert status == 200 and got["state"] == "22"
-    assert await api.request("DELETE", "/api/states/sensor.attic", "user") == (
+    assert await api.request("DELETE", "/api/states/sensor.attic", "admin") == (
         200, {"message": "Entity removed."}
     )
     assert await api.request("GET", "/api/states/sensor.attic", "user") == (
@@ -143,13 +143,21 @@ async def test_events_list_and_fire(api: Any) -> None:
     assert status == 200
     assert {"event": "garage_opened", "listener_count": 1} in events
 
-    status, body = await api.request("POST", "/api/events/garage_opened", "user", json={"door": 2})
+    status, body = await api.request("POST", "/api/events/garage_opened", "admin", json={"door": 2})
     assert (status, body) == (200, {"message": "Event garage_opened fired."})
     assert seen[0].data == {"door": 2}
     assert seen[0].origin == "REMOTE"
-    assert seen[0].context.user_id == api.hub.auth.get_user_by_username("user").id
+    assert seen[0].context.user_id == api.hub.auth.get_user_by_username("admin").id
     # No body is an event without data.
-    assert (await api.request("POST", "/api/events/garage_opened", "user"))[0] == 200
+    assert (await api.request("POST", "/api/events/garage_opened", "admin"))[0] == 200
+    # As in Home Assistant, firing events is for admins.
+    assert (await api.request("POST", "/api/events/garage_opened", "user"))[0] == 403
+    # The hub's own registry events cannot be forged: they would move live entities.
+    status, body = await api.request(
+        "POST", "/api/events/entity_registry_updated", "admin",
+        json={"action": "update", "old_entity_id": "switch.heater_power", "entity_id": "switch.bogus"},
+    )
+    assert status == 400
     assert seen[1].data == {}
 
 
@@ -159,12 +167,12 @@ async def test_render_a_template(api: Any) -> None:
         f"{api.base}/api/template",
         json={"template": "It is {{ states('sensor.outside') }} {{ unit }} outside",
               "variables": {"unit": "degrees"}},
-        headers=api.headers("read_only"),
+        headers=api.headers("admin"),
     ) as resp:
         assert resp.status == 200
         assert resp.content_type == "text/plain"
         assert await resp.text() == "It is 12.5 degrees outside"
-    status, body = await api.request("POST", "/api/template", "user", json={"template": "{{ 1 + }}"})
+    status, body = await api.request("POST", "/api/template", "admin", json={"template": "{{ 1 + }}"})
     assert status == 400 and body["message"]
 
 
@@ -295,7 +303,7 @@ async def test_an_oversized_body_does_not_block_others(api: Any) -> None:
     # Requests are served while another client sends a body far over the limit.
     async def big() -> int:
         async with api.session.post(f"{api.base}/api/template", data=b"x" * 1_000_000,
-                                    headers=api.headers("user")) as resp:
+                                    headers=api.headers("admin")) as resp:
             return resp.status
 
     async def small() -> int:
