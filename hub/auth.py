@@ -44,6 +44,7 @@ TOKEN_TYPES: Final = frozenset({TOKEN_TYPE_NORMAL, TOKEN_TYPE_LONG_LIVED})
 ACCESS_TOKEN_EXPIRATION: Final = 1800.0  # seconds, for tokens of the login flow
 DEFAULT_LIFESPAN_DAYS: Final = 3650.0  # long-lived access tokens
 MIN_PASSWORD_LENGTH: Final = 8
+MAX_PASSWORD_LENGTH: Final = 1024
 AUTH_CODE_EXPIRATION: Final = 600.0  # seconds between login and redeeming the code
 MAX_TOKEN_LENGTH: Final = 8192  # longer strings are not our JWTs: refused before decoding
 VERIFIED_CACHE_SIZE: Final = 4096  # access tokens whose signature was checked: token -> (issuer, exp)
@@ -669,3 +670,5 @@ class AuthManager:
 def _check_password(password: str) -> None:
     if not isinstance(password, str) or len(password) < MIN_PASSWORD_LENGTH:
         raise ValueError(f"The password must have at least {MIN_PASSWORD_LENGTH} characters")
+    if len(password) > MAX_PASSWORD_LENGTH:  # the login flow refuses longer ones too
+        raise ValueError(f"The password must have at most {MAX_PASSWORD_LENGTH} characters")

@@ -13,22 +13,25 @@ Passwords, tokens and bans live in `hub.auth`; this module only speaks HTTP.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import zoneinfo
 from collections import OrderedDict
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
 import voluptuous as vol
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from ..core import new_id
 from ..registry import Store
 from .keys import HUB_KEY, REQUEST_USER
 from .openapi import Access, ApiRoute, array_of, ref
 from .rest import json_error, json_message, json_response, read_object
+from .websocket import close_token_connections
 
 if TYPE_CHECKING:
     from ..core import Hub
@@ -39,6 +42,8 @@ HANDLER: Final = ["homeassistant", None]  # HA's only local auth provider
 FLOW_LIFETIME: Final = 600.0  # seconds to finish a login flow
 MAX_FLOWS: Final = 1000  # pending flows kept; anonymous clients must not grow memory
 MAX_FIELD: Final = 1024  # characters in a username, password, client id...
+MAX_LOGIN_SLOTS: Final = 10_000  # addresses with a password check running or waiting
+BANNED: Final = "Too many failed logins: this address is banned for a while."
 DATA_SCHEMA: Final = [
     {"type": "string", "name": "username", "required": True},
     {"type": "string", "name": "password", "required": True},
@@ -53,11 +58,18 @@ class _Flow:
     expires: float
 
 
+@dataclass(slots=True)
+class _LoginSlot:
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    users: int = 0  # requests holding or waiting for the lock
+
+
 class AuthState:
     """Per-app state of the auth views: pending login flows and onboarding progress."""
 
     def __init__(self, hub: Hub) -> None:
         self.flows: OrderedDict[str, _Flow] = OrderedDict()
+        self.login_slots: dict[str, _LoginSlot] = {}  # by address; dropped when idle
         self.onboarding_done: set[str] = set()
         self.onboarding_lock = asyncio.Lock()
         self.store = Store(hub, "onboarding", 1, lambda: {"done": sorted(self.onboarding_done)})
@@ -78,6 +90,24 @@ class AuthState:
             del self.flows[flow_id]
             return None
         return flow
+
+    @contextlib.asynccontextmanager
+    async def login_slot(self, ip: str) -> AsyncIterator[None]:
+        """At most one password check in flight per address: a burst of guesses is checked
+        one by one, so the ban stops it after `ban_threshold` of them."""
+        slot = self.login_slots.get(ip)
+        if slot is None:
+            if len(self.login_slots) >= MAX_LOGIN_SLOTS:
+                raise json_error(503, "Too many logins in progress; try again later.")
+            slot = self.login_slots[ip] = _LoginSlot()
+        slot.users += 1
+        try:
+            async with slot.lock:
+                yield
+        finally:
+            slot.users -= 1
+            if slot.users == 0 and self.login_slots.get(ip) is slot:
+                del self.login_slots[ip]
 
 
 AUTH_STATE: Final = web.AppKey("auth_state", AuthState)
@@ -164,13 +194,25 @@ async def login_flow_step(request: web.Request) -> web.Response:
     if not isinstance(username, str) or not isinstance(password, str):
         raise json_error(400, "username and password should be strings.")
     ip = _ip(request)
-    user = await hub.auth.validate_login(username[:MAX_FIELD], password[:MAX_FIELD])
-    if user is None:
-        hub.auth.record_failed_login(ip)  # logs the address, never the password
+
+    def refuse_if_banned() -> None:
         if hub.auth.is_banned(ip):
             state.flows.pop(flow_id, None)
-            raise json_error(403, "Too many failed logins: this address is banned for a while.")
-        return json_response(_form(flow_id, {"base": "invalid_auth"}))
+            raise json_error(403, BANNED)
+
+    async with state.login_slot(ip):
+        refuse_if_banned()
+        if state.get_flow(flow_id) is not flow:  # finished or aborted while we waited
+            raise json_error(404, "Invalid flow specified.")
+        user = None
+        if len(username) <= MAX_FIELD and len(password) <= MAX_FIELD:
+            # Longer ones are refused, not cut short: a cut password would never match.
+            user = await hub.auth.validate_login(username, password)
+        refuse_if_banned()  # banned meanwhile (e.g. by token guesses): even a right password
+        if user is None:
+            hub.auth.record_failed_login(ip)  # logs the address, never the password
+            refuse_if_banned()
+            return json_response(_form(flow_id, {"base": "invalid_auth"}))
     hub.auth.clear_failed_logins(ip)
     state.flows.pop(flow_id, None)
     code = hub.auth.create_auth_code(flow.client_id, user)
@@ -211,7 +253,7 @@ async def _form_data(request: web.Request) -> dict[str, Any]:
         return await read_object(request)
     try:
         form = await request.post()
-    except ValueError as err:  # a malformed multipart body
+    except (ValueError, LookupError, HttpProcessingError) as err:  # bad multipart or charset
         raise json_error(400, f"Invalid form data: {err}") from None
     return {key: value for key, value in form.items() if isinstance(value, str)}
 
@@ -272,6 +314,7 @@ def _revoke(hub: Hub, data: dict[str, Any]) -> web.Response:
     refresh = hub.auth.get_refresh_token_by_secret(data.get("token") or "")
     if refresh is not None:
         hub.auth.revoke_refresh_token(refresh.id)
+        close_token_connections(hub, refresh.id)  # its WebSockets end now too
     return web.Response(status=200)
 
 

@@ -64,7 +64,8 @@ COALESCE_THRESHOLD: Final = 256  # queue length from which subscribe_entities fo
 MAX_BATCH_MESSAGES: Final = 512  # messages per coalesced frame
 MAX_BATCH_BYTES: Final = 256 * 1024
 MAX_BAD_MESSAGES: Final = 10  # malformed messages tolerated before the connection is closed
-TOKEN_CHECK_INTERVAL: Final = 30.0  # how often a connection re-checks its token is not revoked
+TOKEN_CHECK_INTERVAL: Final = 5.0  # how often a connection re-checks its token is not revoked
+MAX_ID_DIGITS: Final = 15  # a numeric string id longer than this is not an id
 
 # Home Assistant's error codes.
 ERR_ID_REUSE: Final = "id_reuse"
@@ -200,12 +201,36 @@ def websocket_command(
 # --- one connection ------------------------------------------------------------------------
 
 _ACTIVE: set[ActiveConnection] = set()
+_BY_TOKEN: dict[str, set[ActiveConnection]] = {}  # refresh token id -> its open connections
 Outgoing = bytes | Callable[[], bytes | None]  # a callable is built when the writer gets to it
 
 
 def active_connections(hub: Hub | None = None) -> list[ActiveConnection]:
     """The authenticated connections (of `hub`, or of every hub in this process)."""
     return [conn for conn in _ACTIVE if hub is None or conn.hub is hub]
+
+
+def close_token_connections(hub: Hub, token_id: str, *, keep: Any = None) -> None:
+    """End `hub`'s connections that use the refresh token `token_id` (revoked), but `keep`."""
+    for connection in list(_BY_TOKEN.get(token_id, ())):
+        if connection.hub is hub and connection is not keep:
+            _LOGGER.info("Closing WebSocket connection from %s: token revoked", connection.remote)
+            connection.cancel(WSCloseCode.POLICY_VIOLATION)
+
+
+def _register(connection: ActiveConnection) -> None:
+    _ACTIVE.add(connection)
+    _BY_TOKEN.setdefault(connection.refresh_token.id, set()).add(connection)
+
+
+def _unregister(connection: ActiveConnection) -> None:
+    _ACTIVE.discard(connection)
+    token_id = connection.refresh_token.id
+    same_token = _BY_TOKEN.get(token_id)
+    if same_token is not None:
+        same_token.discard(connection)
+        if not same_token:
+            del _BY_TOKEN[token_id]
 
 
 class ActiveConnection:
@@ -228,6 +253,7 @@ class ActiveConnection:
         self.queued_bytes = 0
         self.max_queue_seen = 0  # the longest the queue has been (tests assert the bound)
         self.bad_messages = 0
+        self.template_subscriptions = 0  # render_template subscriptions, running or starting
         self._awaiting: set[int] = set()  # command ids whose result is not sent yet
         self._tasks: set[asyncio.Task[Any]] = set()
         self._wakeup = asyncio.Event()
@@ -366,7 +392,8 @@ class ActiveConnection:
             self._bad_message(None)
             return
         msg_id = msg.get("id")
-        if type(msg_id) is str and msg_id.isdigit():  # Home Assistant coerces "5" to 5
+        if (type(msg_id) is str and len(msg_id) <= MAX_ID_DIGITS and msg_id.isascii()
+                and msg_id.isdigit()):  # Home Assistant coerces "5" to 5
             msg_id = int(msg_id)
         msg_type = msg.get("type")
         if type(msg_id) is not int or msg_id < 0 or type(msg_type) is not str:
@@ -499,12 +526,6 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
     """
     hub: Hub = request.app[HUB_KEY]
     remote = request.remote or "?"
-    if hub.auth.is_banned(remote):
-        # Like Home Assistant's ban middleware: a banned address never gets a socket.
-        raise web.HTTPForbidden(
-            text='{"message": "Too many failed logins; try again later"}',
-            content_type="application/json",
-        )
     ws = web.WebSocketResponse(heartbeat=55, max_msg_size=MAX_MESSAGE_SIZE)
     await ws.prepare(request)
     send = _frame_sender(ws)
@@ -514,7 +535,7 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
         await send(_auth_message("auth_required", ha_version=HA_VERSION))
         connection = await _authenticate(hub, ws, remote, send)
         connection._reader_task = asyncio.current_task()
-        _ACTIVE.add(connection)
+        _register(connection)
         unsub_stop = hub.bus.listen(EVENT_HUB_STOP, lambda _event: connection.cancel(WSCloseCode.GOING_AWAY))
         connection._writer_task = asyncio.ensure_future(connection._writer())
         _schedule_token_check(connection)
@@ -562,10 +583,17 @@ async def _authenticate(
         text = "Auth message incorrectly formatted: expected type auth and an access_token"
         await send(_auth_message("auth_invalid", message=text))
         raise _Disconnect
-    found = hub.auth.validate_access_token(data["access_token"], remote)
+    token = data["access_token"]
+    found = hub.auth.validate_access_token(token, remote)
     if found is None:
+        # As over HTTP: a ban stops guessing but never a valid token, and a merely expired
+        # token is not counted as a guess.
         _LOGGER.warning("WebSocket login from %s failed: invalid access token", remote)
-        hub.auth.record_failed_login(remote)
+        if hub.auth.is_banned(remote):
+            await send(_auth_message("auth_invalid", message="Too many failed logins; try again later"))
+            raise _Disconnect
+        if not hub.auth.is_expired_token(token):
+            hub.auth.record_failed_login(remote)
         await send(_auth_message("auth_invalid", message="Invalid access token or password"))
         raise _Disconnect
     user, refresh_token = found
@@ -635,7 +663,7 @@ async def _cleanup(
         connection._cancel_requested = True  # from here on nothing may cancel the cleanup
         if connection._token_timer is not None:
             connection._token_timer.cancel()
-        _ACTIVE.discard(connection)
+        _unregister(connection)
         connection.close_subscriptions()
         writer = connection._writer_task
         if writer is not None:

@@ -23,7 +23,7 @@ from ..core import (
     Event,
     State,
 )
-from ..exceptions import ServiceNotFound, TemplateError, Unauthorized
+from ..exceptions import HubError, ServiceNotFound, TemplateError, Unauthorized
 from ..registry import (
     EVENT_AREA_REGISTRY_UPDATED,
     EVENT_DEVICE_REGISTRY_UPDATED,
@@ -39,6 +39,7 @@ from .websocket import (
     FEATURE_COALESCE_MESSAGES,
     RESPONDED,
     ActiveConnection,
+    close_token_connections,
     dumps,
     websocket_command,
 )
@@ -354,6 +355,8 @@ def handle_subscribe_entities(connection: ActiveConnection, msg: dict[str, Any])
 # --- render_template -----------------------------------------------------------------------
 
 _RATE_LIMIT_ALL: Final = 1.0  # seconds between re-renders of templates reading all states
+# Each render runs on the event loop: a client must not make it render without bound.
+MAX_TEMPLATE_SUBSCRIPTIONS: Final = 100  # per connection
 
 
 class _TemplateSubscription:
@@ -481,29 +484,45 @@ _NOTHING: Final = object()
         vol.Optional("strict", default=False): bool,
         vol.Optional("report_errors", default=False): bool,
     },
+    admin_only=True,  # as in Home Assistant: templates can read everything and cost CPU
 )
 async def handle_render_template(connection: ActiveConnection, msg: dict[str, Any]) -> Any:
     hub = connection.hub
-    template = Template(msg["template"], hub)
-    template.ensure_valid()  # a syntax error is a template_error result
-    timeout = msg.get("timeout")
-    if timeout:
-        # Like Home Assistant: try it once off the loop; a slow template is refused.
-        def render() -> RenderInfo:
-            return template.render_info(msg.get("variables"), strict=msg["strict"])
+    if connection.template_subscriptions >= MAX_TEMPLATE_SUBSCRIPTIONS:
+        raise HubError(f"too many template subscriptions (at most {MAX_TEMPLATE_SUBSCRIPTIONS} "
+                       "per connection)")
+    connection.template_subscriptions += 1  # taken now, so concurrent requests count too
+    reserved = True
+    try:
+        template = Template(msg["template"], hub)
+        template.ensure_valid()  # a syntax error is a template_error result
+        timeout = msg.get("timeout")
+        if timeout:
+            # Like Home Assistant: try it once off the loop; a slow template is refused.
+            def render() -> RenderInfo:
+                return template.render_info(msg.get("variables"), strict=msg["strict"])
 
-        try:
-            await asyncio.wait_for(hub.run_in_executor(render), timeout)
-        except TimeoutError:
-            connection.send_error(msg["id"], ERR_TEMPLATE_ERROR,
-                                  f"Exceeded maximum execution time of {timeout}s")
-            return RESPONDED
-    subscription = _TemplateSubscription(connection, msg, template)
-    info = subscription.render()
-    if info.error is not None and not msg["report_errors"]:
-        subscription.remove()
-        raise TemplateError(info.error)
-    connection.subscribe(msg["id"], subscription.remove)
+            try:
+                await asyncio.wait_for(hub.run_in_executor(render), timeout)
+            except TimeoutError:
+                connection.send_error(msg["id"], ERR_TEMPLATE_ERROR,
+                                      f"Exceeded maximum execution time of {timeout}s")
+                return RESPONDED
+        subscription = _TemplateSubscription(connection, msg, template)
+        info = subscription.render()
+        if info.error is not None and not msg["report_errors"]:
+            subscription.remove()
+            raise TemplateError(info.error)
+
+        def unsubscribe() -> None:
+            subscription.remove()
+            connection.template_subscriptions -= 1
+
+        reserved = False  # the subscription holds the place from here on
+        connection.subscribe(msg["id"], unsubscribe)
+    finally:
+        if reserved:
+            connection.template_subscriptions -= 1
     connection.send_result(msg["id"])
     subscription.send(info)
     return RESPONDED
@@ -635,6 +654,8 @@ def handle_delete_refresh_token(connection: ActiveConnection, msg: dict[str, Any
         return RESPONDED
     auth.revoke_refresh_token(token.id)
     connection.send_result(msg["id"], {})
+    # Every other connection using the token ends now, not at its next token check.
+    close_token_connections(connection.hub, token.id, keep=connection)
     if token.id == connection.refresh_token.id:
         # This connection's own token: it ends too, once the result is out.
         asyncio.get_running_loop().call_soon(connection.cancel)

@@ -6,9 +6,11 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import aiohttp
 import pytest
 
 from hub.http import HTTP_SCHEMA
+from hub.http.auth_views import MAX_FIELD, AuthState
 from hub.http.server import make_app
 
 CLIENT_ID = "http://127.0.0.1/"
@@ -135,15 +137,77 @@ http:
     step = await _login(api, "user", "guess")  # the third failure bans
     assert "invalid_auth" not in str(step)
 
-    # Banned: even the right password and a valid token are refused.
-    status, body = await api.request("POST", "/auth/login_flow", None, json={"client_id": CLIENT_ID})
-    assert status == 403 and "banned" in body["message"]
-    assert (await api.request("GET", "/api/states", "admin"))[0] == 403
+    # Banned: no more guessing, not even the right password; a valid token still works, so a
+    # stranger cannot lock everyone out by sending garbage.
+    step = await _login(api, "user", api.password)
+    assert step.get("type") != "create_entry"
+    async with api.session.get(api.base + "/api/states", headers={"Authorization": "Bearer forged"}) as resp:
+        assert resp.status == 403 and "banned" in (await resp.json())["message"]
+    assert (await api.request("GET", "/api/states", "admin"))[0] == 200
 
     await asyncio.sleep(1.1)
     step = await _login(api, "user", api.password)
     assert step["type"] == "create_entry"
     assert (await api.request("GET", "/api/states", "admin"))[0] == 200
+
+
+async def test_a_burst_of_guesses_checks_no_more_passwords_than_the_ban_allows(
+        start_api: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    api = await start_api(
+        "http:\n  server_host: 127.0.0.1\n  server_port: 0\n  login_attempts_threshold: 3\n")
+    checked = []
+    validate_login = api.hub.auth.validate_login
+
+    async def counting(username: str, password: str) -> Any:
+        checked.append(password)
+        return await validate_login(username, password)
+
+    monkeypatch.setattr(api.hub.auth, "validate_login", counting)
+    flows = []
+    for _ in range(31):
+        status, flow = await api.request("POST", "/auth/login_flow", None, json={"client_id": CLIENT_ID})
+        assert status == 200
+        flows.append(flow["flow_id"])
+
+    async def guess(flow_id: str, password: str) -> tuple[int, Any]:
+        return await api.request("POST", f"/auth/login_flow/{flow_id}", None, json={
+            "client_id": CLIENT_ID, "username": "user", "password": password})
+
+    answers = await asyncio.gather(*(guess(flow_id, f"guess {i}")
+                                     for i, flow_id in enumerate(flows[:30])))
+    assert len(checked) <= 3
+    assert sorted(status for status, _ in answers) == [200] * 2 + [403] * 28
+    # Banned: the right password is refused too (and not even checked).
+    status, body = await guess(flows[30], api.password)
+    assert status == 403 and "banned" in body["message"] and len(checked) <= 3
+
+    state = AuthState(api.hub)  # the per-address locks go when idle
+    async with state.login_slot("192.0.2.1"):
+        assert set(state.login_slots) == {"192.0.2.1"}
+    assert state.login_slots == {}
+
+
+async def test_an_over_long_password_is_refused_not_cut_short(api: Any) -> None:
+    password = "p" * MAX_FIELD
+    await api.hub.auth.create_user("Long", "long", password)
+    step = await _login(api, "long", password + "and more")  # cut short, it would match
+    assert step["type"] == "form" and step["errors"] == {"base": "invalid_auth"}
+    step = await _login(api, "long", password)
+    assert step["type"] == "create_entry"
+
+
+async def test_revoking_a_token_closes_its_websockets_at_once(api: Any) -> None:
+    tokens = await _exchange(api, (await _login(api, "user", api.password))["result"])
+    async with api.session.ws_connect(api.base + "/api/websocket") as ws:
+        assert (await ws.receive_json())["type"] == "auth_required"
+        await ws.send_json({"type": "auth", "access_token": tokens["access_token"]})
+        assert (await ws.receive_json())["type"] == "auth_ok"
+        async with api.session.post(
+            f"{api.base}/auth/token", data={"action": "revoke", "token": tokens["refresh_token"]}
+        ) as resp:
+            assert resp.status == 200
+        msg = await ws.receive(timeout=1.5)  # well before the periodic token check
+        assert msg.type == aiohttp.WSMsgType.CLOSE and msg.data == 1008
 
 
 async def test_pages_are_public(api: Any) -> None:
@@ -165,13 +229,13 @@ EXPECTED: dict[tuple[str, str], str] = {
     ("GET", "/api/components"): "read",
     ("GET", "/api/states"): "read",
     ("GET", "/api/states/{entity_id}"): "read",
-    ("POST", "/api/states/{entity_id}"): "write",
-    ("DELETE", "/api/states/{entity_id}"): "write",
+    ("POST", "/api/states/{entity_id}"): "admin",
+    ("DELETE", "/api/states/{entity_id}"): "admin",
     ("GET", "/api/services"): "read",
     ("POST", "/api/services/{domain}/{service}"): "write",
     ("GET", "/api/events"): "read",
-    ("POST", "/api/events/{event_type}"): "write",
-    ("POST", "/api/template"): "read",
+    ("POST", "/api/events/{event_type}"): "admin",
+    ("POST", "/api/template"): "admin",
     ("GET", "/api/error_log"): "admin",
     ("POST", "/api/config/core/check_config"): "admin",
     ("GET", "/api/persistent_notification"): "read",

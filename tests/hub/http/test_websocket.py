@@ -21,7 +21,7 @@ from aiohttp import WSMsgType, web
 from aiohttp.test_utils import TestServer
 
 from hub.core import Hub
-from hub.http import websocket
+from hub.http import websocket, ws_commands
 from hub.http.keys import HUB_KEY
 from hub.services import SupportsResponse
 from integrations import demo
@@ -303,9 +303,14 @@ async def test_a_bad_token_gets_auth_invalid_and_repeated_failures_ban_the_addre
         reply = await ws.receive_json()
         assert reply == {"type": "auth_invalid", "message": "Invalid access token or password"}
         assert (await ws.receive()).type in (WSMsgType.CLOSE, WSMsgType.CLOSED)
-    with pytest.raises(aiohttp.WSServerHandshakeError) as banned:
-        await env.raw()
-    assert banned.value.status == 403
+    # Banned: a further guess is refused even before its token is checked...
+    ws = await env.raw()
+    await ws.receive_json()
+    await ws.send_json({"type": "auth", "access_token": "still-not-a-token"})
+    assert "Too many failed logins" in (await ws.receive_json())["message"]
+    # ...but a client with a valid token is never locked out by someone else's garbage.
+    client = await env.connect("ursula")
+    assert (await client.result("auth/current_user"))["name"] == "Ursula"
 
 
 async def test_malformed_or_missing_auth_message_ends_the_connection(env: Env, monkeypatch) -> None:
@@ -345,13 +350,121 @@ async def test_long_lived_token_commands(env: Env) -> None:
     assert foreign["error"]["code"] == "invalid_token_id"
     assert await client.result("auth/delete_refresh_token",
                                refresh_token_id=mine["Node-RED"]["id"]) == {}
-    # The revoked token's own connection ends at its next message, and it cannot log in again.
-    await other.ws.send_json({"id": 99, "type": "ping"})
+    # The revoked token's own connection ends at once, and it cannot log in again.
     assert (await other.ws.receive(timeout=5)).type in (WSMsgType.CLOSE, WSMsgType.CLOSED)
     ws = await env.raw()
     await ws.receive_json()
     await ws.send_json({"type": "auth", "access_token": token})
     assert (await ws.receive_json())["type"] == "auth_invalid"
+
+
+async def _closed(client: Client, timeout: float) -> int:
+    """The close code the server sends within `timeout` seconds (events before it skipped)."""
+    async with asyncio.timeout(timeout):
+        while (msg := await client.ws.receive()).type == WSMsgType.TEXT:
+            pass
+    assert msg.type == WSMsgType.CLOSE, msg
+    return msg.data
+
+
+async def test_revoking_a_token_closes_its_other_connections_at_once(env: Env) -> None:
+    ursula = env.hub.auth.get_user_by_username("ursula")
+    (revoked,) = env.hub.auth.refresh_tokens(ursula)
+    first, second = await env.connect("ursula"), await env.connect("ursula")
+    await first.result("subscribe_entities")  # a client that only listens
+    manager = await env.connect(token=env.hub.auth.create_long_lived_token(ursula, "manager", 1))
+    assert await manager.result("auth/delete_refresh_token", refresh_token_id=revoked.id) == {}
+    # Well before the periodic token check (TOKEN_CHECK_INTERVAL).
+    assert await _closed(first, 1.5) == 1008 and await _closed(second, 1.5) == 1008
+    assert await manager.wait_for(await manager.send("ping"))
+    assert len(websocket.active_connections(env.hub)) == 1
+
+
+async def test_tokens_and_users_removed_by_the_cli_close_their_connections(env: Env) -> None:
+    hub = env.hub
+    ursula, viewer = await env.connect("ursula"), await env.connect("viewer")
+    admin = await env.connect("admin")
+    await hub.auth.flush()
+    # `hub token revoke` and `hub user remove`: another process on the same config dir.
+    cli = Hub(hub.config_dir)
+    await cli.auth.load()
+    (token,) = cli.auth.refresh_tokens(cli.auth.get_user_by_username("ursula"))
+    assert cli.auth.revoke_refresh_token(token.id)
+    await cli.auth.remove_user(cli.auth.get_user_by_username("viewer").id)
+    await cli.auth.flush()
+    assert websocket.TOKEN_CHECK_INTERVAL <= 5
+    assert await _closed(ursula, 7) == 1008 and await _closed(viewer, 7) == 1008
+    assert await admin.wait_for(await admin.send("ping"))
+
+
+async def test_render_template_subscriptions_per_connection_are_capped(env: Env) -> None:
+    limit = ws_commands.MAX_TEMPLATE_SUBSCRIPTIONS
+    client = await env.connect()
+    # All in one frame: they start side by side, and still only `limit` of them get through.
+    first = client.next_id
+    await client.ws.send_json([{"id": first + i, "type": "render_template",
+                                "template": f"{{{{ 1 + {i} }}}}"} for i in range(limit + 1)])
+    client.next_id += limit + 1
+    results = [await client.wait_for(first + i, "result") for i in range(limit + 1)]
+    refused = [r for r in results if not r["success"]]
+    assert len(refused) == 1 and refused[0]["error"] == {
+        "code": "home_assistant_error",
+        "message": f"too many template subscriptions (at most {limit} per connection)"}
+
+    await client.result("unsubscribe_events",
+                        subscription=next(r["id"] for r in results if r["success"]))
+    bad = await client.command("render_template", template="{{ states('x' }}")
+    assert bad["error"]["code"] == "template_error"  # a refused one holds no place
+    assert (await client.command("render_template", template="{{ 2 }}"))["success"]
+    again = await client.command("render_template", template="{{ 3 }}")
+    assert again["error"]["code"] == "home_assistant_error"
+    other = await env.connect()  # the cap is per connection
+    assert (await other.command("render_template", template="{{ 4 }}"))["success"]
+
+
+# --- every command against every role -------------------------------------------------------
+
+# Fields that let a command get past its schema, so the admin's run does something real.
+# Commands not listed are sent with no fields (the admin then gets invalid_format at worst).
+SAMPLE_FIELDS: dict[str, dict[str, Any]] = {
+    "call_service": {"domain": "persistent_notification", "service": "create",
+                     "service_data": {"message": "matrix"}},
+    "fire_event": {"event_type": "matrix_event"},
+    "render_template": {"template": "{{ 1 }}"},
+    "subscribe_events": {"event_type": "state_changed"},
+    "supported_features": {"features": {}},
+    "unsubscribe_events": {"subscription": 1},
+    "config/entity_registry/get": {"entity_id": "switch.heater_power"},
+    "auth/delete_refresh_token": {"refresh_token_id": "no-such-token"},
+}
+
+
+async def test_every_command_refuses_or_allows_each_role(env: Env) -> None:
+    assert {"call_service", "fire_event"} <= set(websocket.COMMANDS)
+    clients = {role: await env.connect(role) for role in ("viewer", "ursula", "admin")}
+    wrong = []
+    for command in sorted(websocket.COMMANDS.values(), key=lambda c: c.type):
+        fields = dict(SAMPLE_FIELDS.get(command.type, {}))
+        if command.type == "auth/long_lived_access_token":
+            fields = {"client_name": "matrix", "lifespan": 1}
+        for role, client in clients.items():
+            reply = await client.wait_for(await client.send(command.type, **fields))
+            code = None if reply.get("success", True) else reply["error"]["code"]
+            if role == "viewer":
+                refused = command.admin_only or command.write
+            elif role == "ursula":
+                refused = command.admin_only
+            else:
+                refused = False
+            if refused and code != "unauthorized":
+                wrong.append((command.type, role, reply, "expected unauthorized"))
+            elif not refused and (code == "unknown_error"
+                                  or (code == "unauthorized" and role == "admin")):
+                # Non-admins may still be refused inside a handler (e.g. subscribe_events of
+                # an event type off the allow-list); the admin never, and nobody crashes it.
+                wrong.append((command.type, role, reply, "expected success or a non-auth error"))
+    assert wrong == []
+    assert env.hub.states.get("switch.heater_power").state == "off"
 
 
 # --- bad input -----------------------------------------------------------------------------
@@ -374,6 +487,18 @@ async def test_garbage_gets_error_results_and_the_connection_survives(env: Env) 
     assert (await client.receive())["error"]["code"] == "id_reuse"
     await client.ws.send_json({"id": "21", "type": "ping"})  # HA coerces numeric strings
     assert await client.receive() == {"id": 21, "type": "pong"}
+
+
+async def test_ids_that_only_look_numeric_are_invalid_format(env: Env) -> None:
+    client = await env.connect()
+    # Unicode digits int() refuses, more digits than int() takes, more than MAX_ID_DIGITS.
+    for bad in ("²", "٣", "9" * 5000, "1" * 16, " 7", "+7"):
+        await client.ws.send_json({"id": bad, "type": "ping"})
+        reply = await client.receive()
+        assert reply == {"id": None, "type": "result", "success": False, "error": {
+            "code": "invalid_format", "message": "Message incorrectly formatted."}}, bad
+    await client.ws.send_json({"id": "9" * 15, "type": "ping"})
+    assert await client.receive() == {"id": 999_999_999_999_999, "type": "pong"}
 
 
 async def test_a_client_that_keeps_sending_garbage_is_disconnected(env: Env) -> None:
