@@ -242,10 +242,12 @@ class Template:
         *,
         parse_result: bool = True,
         strict: bool = False,
+        max_seconds: float | None = None,
     ) -> Any:
         """Render with `variables`; the result is parsed into a Python value unless
-        `parse_result=False`. `strict`: undefined variables are errors. Raises TemplateError."""
-        return self._render(variables, parse_result, strict, None)
+        `parse_result=False`. `strict`: undefined variables are errors. `max_seconds` caps the
+        render (default MAX_RENDER_SECONDS; APIs use less). Raises TemplateError."""
+        return self._render(variables, parse_result, strict, None, max_seconds)
 
     def render_info(
         self,
@@ -253,11 +255,12 @@ class Template:
         *,
         parse_result: bool = True,
         strict: bool = False,
+        max_seconds: float | None = None,
     ) -> RenderInfo:
         """Render and report what was read; never raises (the error is in `.error`)."""
         info = RenderInfo()
         try:
-            info.result = self._render(variables, parse_result, strict, info)
+            info.result = self._render(variables, parse_result, strict, info, max_seconds)
         except TemplateError as err:
             info.error = str(err)
         return info
@@ -268,6 +271,7 @@ class Template:
         parse: bool,
         strict: bool,
         info: RenderInfo | None,
+        max_seconds: float | None = None,
     ) -> Any:
         if self.is_static:
             return parse_result(self.source) if parse else self.source
@@ -276,7 +280,7 @@ class Template:
         size = 0
         token = None
         try:
-            token = _RENDER.set(_Render(self.source, strict, info, self.hub))
+            token = _RENDER.set(_Render(self.source, strict, info, self.hub, max_seconds))
             # Streamed, so that a template printing in a long loop stops at the limit.
             for chunk in compiled.generate(dict(variables or {})):
                 size += len(chunk)

@@ -66,9 +66,10 @@ class RenderInfo:
 class _Render:
     """The render in progress, kept in a ContextVar so helpers find their hub and time zone."""
 
-    __slots__ = ("source", "strict", "info", "hub", "tz", "deadline", "range_items")
+    __slots__ = ("source", "strict", "info", "hub", "tz", "deadline", "max_seconds", "range_items")
 
-    def __init__(self, source: str, strict: bool, info: RenderInfo | None, hub: Any) -> None:
+    def __init__(self, source: str, strict: bool, info: RenderInfo | None, hub: Any,
+                 max_seconds: float | None = None) -> None:
         self.source = source
         self.strict = strict
         self.info = info
@@ -76,7 +77,8 @@ class _Render:
         self.tz: tzinfo = timezone.utc
         if hub is not None:
             self.tz = ZoneInfo(hub.config.get("time_zone") or "UTC")
-        self.deadline = time.monotonic() + MAX_RENDER_SECONDS
+        self.max_seconds = MAX_RENDER_SECONDS if max_seconds is None else max_seconds
+        self.deadline = time.monotonic() + self.max_seconds
         self.range_items = 0
 
 
@@ -105,7 +107,7 @@ def _no_default(name: str, value: Any) -> NoReturn:
 def _tick() -> None:
     render = _RENDER.get()
     if render is not None and time.monotonic() > render.deadline:
-        raise TemplateError(f"Template took longer than {MAX_RENDER_SECONDS:g} s to render")
+        raise TemplateError(f"Template took longer than {render.max_seconds:g} s to render")
 
 
 class _HubUndefined(jinja2.Undefined):

@@ -43,6 +43,9 @@ if TYPE_CHECKING:
 
 _LOGGER = logging.getLogger(__name__)
 
+# Renders asked for over the API run on the event loop: keep each short.
+API_RENDER_SECONDS: Final = 1.0
+
 # Events only the core may fire: their listeners trust the shape of their data.
 PROTECTED_EVENTS: Final = frozenset(
     {
@@ -398,7 +401,9 @@ async def render_template(request: web.Request) -> web.Response:
     if not isinstance(variables, dict):
         raise json_error(400, "variables should be a JSON object.")
     # TemplateError (syntax, runtime, size or time limits) becomes a 400 in the middleware.
-    result = Template(source, _hub(request)).render(variables, parse_result=False)
+    result = Template(source, _hub(request)).render(
+        variables, parse_result=False, max_seconds=API_RENDER_SECONDS
+    )
     return web.Response(text=str(result), content_type="text/plain")
 
 

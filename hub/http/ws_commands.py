@@ -31,7 +31,7 @@ from ..registry import (
 )
 from ..services import SupportsResponse
 from ..template import RenderInfo, Template
-from .rest import PROTECTED_EVENTS, config_dict
+from .rest import API_RENDER_SECONDS, PROTECTED_EVENTS, config_dict
 from .websocket import (
     ERR_HOME_ASSISTANT_ERROR,
     ERR_NOT_FOUND,
@@ -382,7 +382,9 @@ class _TemplateSubscription:
     def render(self) -> RenderInfo:
         self._scheduled = None
         self.last_render = time.monotonic()
-        info = self.template.render_info(self.variables, strict=self.strict)
+        info = self.template.render_info(
+            self.variables, strict=self.strict, max_seconds=API_RENDER_SECONDS
+        )
         self._track(info)
         return info
 
@@ -500,7 +502,9 @@ async def handle_render_template(connection: ActiveConnection, msg: dict[str, An
         if timeout:
             # Like Home Assistant: try it once off the loop; a slow template is refused.
             def render() -> RenderInfo:
-                return template.render_info(msg.get("variables"), strict=msg["strict"])
+                return template.render_info(
+                    msg.get("variables"), strict=msg["strict"], max_seconds=API_RENDER_SECONDS
+                )
 
             try:
                 await asyncio.wait_for(hub.run_in_executor(render), timeout)

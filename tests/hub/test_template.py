@@ -451,3 +451,11 @@ def test_extensions_for_every_hub(hub: SimpleNamespace, monkeypatch: pytest.Monk
     assert render(hub, "{{ 21 | test_only_twice }}") == 42
     other = SimpleNamespace(states=hub.states, config={"time_zone": "UTC"})
     assert render(other, "{{ 'ab' | test_only_twice }}") == "abab"
+
+
+def test_a_render_can_be_given_a_shorter_time_limit(hub: SimpleNamespace) -> None:
+    slow = "{% for i in range(100000) %}{% for j in range(10) %}{{ '' }}{% endfor %}{% endfor %}"
+    with pytest.raises(TemplateError, match="longer than 0.01 s"):
+        Template(slow, hub).render(max_seconds=0.01)
+    info = Template(slow, hub).render_info(max_seconds=0.01)
+    assert info.error is not None and "0.01 s" in info.error
