@@ -54,6 +54,15 @@ def split_entity_id(entity_id: str) -> tuple[str, str]:
     return domain, object_id
 
 
+def id_list(value: Any) -> list[str]:
+    """Ids as services accept them: None, one id, a comma-separated string, or a list."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return [str(item).strip() for item in value]
+
+
 def utc_from_timestamp(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, timezone.utc)
 

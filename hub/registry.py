@@ -23,7 +23,7 @@ from typing import Any, Final
 
 import orjson
 
-from .core import valid_entity_id
+from .core import id_list, valid_entity_id
 
 _LOGGER = logging.getLogger(__name__)
 _NO_OPTIONS: Final[Mapping[str, Any]] = MappingProxyType({})
@@ -710,14 +710,6 @@ class EntityRegistry(_Registry):
 # --- service targets -----------------------------------------------------------------------
 
 
-def _ids(value: Any) -> list[str]:
-    if value is None:
-        return []
-    if isinstance(value, str):
-        return [part.strip() for part in value.split(",") if part.strip()]
-    return [str(item).strip() for item in value]
-
-
 def _targetable(entry: RegistryEntry) -> bool:
     # As in Home Assistant: a device or area target means its primary entities, not its
     # configuration/diagnostic, hidden or disabled ones.
@@ -733,7 +725,7 @@ def resolve_target(hub: Any, target: Mapping[str, Any]) -> list[str]:
     areas: AreaRegistry | None = getattr(hub, "areas", None)
     entries = registry._by_entity_id.values() if registry is not None else ()
 
-    entity_ids = _ids(target.get("entity_id"))
+    entity_ids = id_list(target.get("entity_id"))
     if "all" in entity_ids:
         entity_ids = hub.states.entity_ids()
     for entity_id in entity_ids:
@@ -741,7 +733,7 @@ def resolve_target(hub: Any, target: Mapping[str, Any]) -> list[str]:
             _LOGGER.debug("Target entity %s is unknown", entity_id)
         found[entity_id] = None
 
-    for device_id in _ids(target.get("device_id")):
+    for device_id in id_list(target.get("device_id")):
         if devices is None or devices.get(device_id) is None:
             _LOGGER.debug("Target device %s is unknown", device_id)
             continue
@@ -749,7 +741,7 @@ def resolve_target(hub: Any, target: Mapping[str, Any]) -> list[str]:
             (e.entity_id, None) for e in entries if e.device_id == device_id and _targetable(e)
         )
 
-    for area_id in _ids(target.get("area_id")):
+    for area_id in id_list(target.get("area_id")):
         if areas is None or areas.get(area_id) is None:
             _LOGGER.debug("Target area %s is unknown", area_id)
             continue

@@ -19,6 +19,7 @@ from .core import (
     Context,
     EventBus,
     Unsubscribe,
+    id_list,
 )
 from .exceptions import ServiceNotFound, ServiceValidationError
 
@@ -156,7 +157,7 @@ class ServiceRegistry:
             if key in data:  # Home Assistant accepts targets in the data too; merge both
                 from_data = data.pop(key)
                 target[key] = from_data if key not in target else [
-                    *_as_list(target[key]), *_as_list(from_data)
+                    *id_list(target[key]), *id_list(from_data)
                 ]
         if return_response and svc.supports_response is SupportsResponse.none:
             raise ServiceValidationError(f"{domain}.{service} does not return a response")
@@ -180,7 +181,7 @@ class ServiceRegistry:
                     f"Invalid target for {domain}.{service}: {vol.humanize.humanize_error(target, err)}"
                 ) from err
             if self.resolve_target is None:
-                entity_ids = _as_list(target.get("entity_id"))
+                entity_ids = id_list(target.get("entity_id"))
             else:
                 entity_ids = self.resolve_target(target)
         context = context if context is not None else Context()
@@ -194,11 +195,3 @@ class ServiceRegistry:
         if inspect.isawaitable(result):
             result = await result
         return result if return_response else None
-
-
-def _as_list(value: Any) -> list[str]:
-    if value is None:
-        return []
-    if isinstance(value, str):
-        return [part.strip() for part in value.split(",") if part.strip()]
-    return [str(item) for item in value]
