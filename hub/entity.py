@@ -98,6 +98,12 @@ class Entity:
         if self.registry_name:
             return self.registry_name
         device_name = (self.device_info or {}).get("name")
+        if self.device_id and self.hub is not None:
+            # The registry's name: the user's rename, or another entity's report of the device
+            # (MQTT entities may share a device by its identifiers alone).
+            device = self.hub.devices.get(self.device_id)
+            if device is not None:
+                device_name = device.name_by_user or device.name or device_name
         if device_name and self.name:
             return f"{device_name} {self.name}"
         return self.name or device_name
@@ -170,6 +176,7 @@ class SensorEntity(Entity):
     domain = "sensor"
     native_value: Any = None
     suggested_display_precision: int | None = None
+    options: list[str] | None = None  # the possible values of an "enum" sensor
 
     @property
     def state(self) -> Any:
@@ -177,6 +184,11 @@ class SensorEntity(Entity):
         if isinstance(value, float) and self.suggested_display_precision is not None:
             return round(value, self.suggested_display_precision)
         return value
+
+    def capability_attributes(self) -> dict[str, Any] | None:
+        if self.device_class == "enum" and self.options is not None:
+            return {"options": list(self.options)}
+        return None
 
 
 class BinarySensorEntity(Entity):
@@ -665,3 +677,8 @@ class EntityCollection:
             self._entities[new_id] = entity
         entity.registry_name = entry.name
         entity.write_state()
+
+
+# The other domains (cover, climate, fan, ...) add their services to DOMAIN_SERVICES when their
+# module loads; it builds on this one, so it is imported last.
+from . import entity_domains  # noqa: E402, F401
