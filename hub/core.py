@@ -697,6 +697,8 @@ class Hub:
         self.overrides = {domain: dict(values) for domain, values in (overrides or {}).items()}
         self.integrations: dict[str, Any] = {}  # domain -> plugins.IntegrationStatus
         self.urls: list[str] = []  # where users reach the hub; filled by the http integration
+        # Each integration's runtime object, by domain, for its API routes and other plugins.
+        self.data: dict[str, Any] = {}
         self._exit_stack: Any = None
         self._stop_requested: asyncio.Event | None = None
         self._stop_task: asyncio.Task[None] | None = None

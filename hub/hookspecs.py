@@ -14,7 +14,9 @@ import pluggy
 
 if TYPE_CHECKING:
     from .core import Hub
+    from .http.openapi import ApiRoute
     from .plugins import Integration
+    from .triggers import TriggerType
 
 PROJECT = "hub"
 hookspec = pluggy.HookspecMarker(PROJECT)
@@ -34,3 +36,16 @@ def register_commands(subparsers: argparse._SubParsersAction) -> None:  # type: 
 @hookspec
 def register_template_extensions(hub: Hub) -> dict[str, dict[str, Any]]:
     """Return extra template `globals`, `filters` and `tests`, as a dict of name -> callable."""
+
+
+@hookspec
+def register_api_routes(hub: Hub) -> list[ApiRoute]:
+    """Return REST routes (`hub.http.openapi.ApiRoute`) to serve under /api/<domain>/, each with
+    its access level; they appear in /api/openapi.json. Routes are fixed when the HTTP server
+    starts, before other integrations: a handler finds its integration's runtime in
+    `hub.data[domain]` and answers 404 when the integration is not set up."""
+
+
+@hookspec
+def register_trigger_types(hub: Hub) -> dict[str, TriggerType]:
+    """Return automation trigger types by name (`trigger: mqtt`), see `hub.triggers`."""

@@ -204,6 +204,30 @@ async def index_page(request: web.Request) -> web.FileResponse:
     return response
 
 
+def _plugin_routes(hub: Hub) -> list[ApiRoute]:
+    """Routes plugins add; a plugin's routes that clash with the API's or are malformed
+    disable that plugin, not the server."""
+    manager = hub.plugin_manager
+    if manager is None:
+        return []
+    taken = {(route.method, route.path) for route in api_routes()}
+    found: list[ApiRoute] = []
+    for plugin_name, routes in manager.call_each("register_api_routes", hub=hub):
+        try:
+            routes = list(routes)
+            for route in routes:
+                if not isinstance(route, ApiRoute) or not route.path.startswith("/api/"):
+                    raise ValueError(f"not an ApiRoute under /api/: {route!r}")
+                if (route.method, route.path) in taken:
+                    raise ValueError(f"{route.method} {route.path} is already served")
+        except (TypeError, ValueError) as err:
+            manager.disable(plugin_name, f"register_api_routes: {err}")
+            continue
+        taken.update((route.method, route.path) for route in routes)
+        found.extend(routes)
+    return found
+
+
 # --- the factory ---------------------------------------------------------------------------
 
 
@@ -224,7 +248,7 @@ def make_app(hub: Hub, config: dict[str, Any]) -> web.Application:
     app.on_response_prepare.append(_security_headers)
 
     access: dict[AbstractRoute, Access] = {}
-    routes = api_routes()
+    routes = [*api_routes(), *_plugin_routes(hub)]
     for route in routes:
         access[app.router.add_route(route.method, route.path, route.handler)] = route.access
     openapi.install(app, routes)

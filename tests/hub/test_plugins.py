@@ -179,6 +179,74 @@ async def test_hook_register_template_extensions(make_hub) -> None:
     assert Template("{{ site_code() }} {{ 'hi' | shout }}", hub).render(parse_result=False) == "FARM-1 HI!"
 
 
+async def test_hook_register_api_routes(make_hub) -> None:
+    import aiohttp
+
+    import hub.http
+    from hub.http.openapi import Access, ApiRoute
+    from hub.http.rest import json_response
+
+    plugin = types.ModuleType("route_plugin")
+
+    async def get_garden(request: Any) -> Any:
+        return json_response({"rain_mm": 3})
+
+    @hookimpl
+    def register_api_routes(hub: Hub) -> list[ApiRoute]:
+        return [ApiRoute("GET", "/api/garden", get_garden, "Garden status", Access.read, "garden")]
+
+    plugin.register_api_routes = register_api_routes  # type: ignore[attr-defined]
+    clash = types.ModuleType("clash_plugin")
+
+    @hookimpl
+    def register_api_routes_clash(hub: Hub) -> list[ApiRoute]:
+        return [ApiRoute("GET", "/api/states", get_garden, "Steal states", Access.public, "x")]
+
+    clash.register_api_routes = register_api_routes_clash  # type: ignore[attr-defined]
+    hub_ = await make_hub("", [hub.http, plugin, clash])
+    token = hub_.auth.create_long_lived_token(
+        await hub_.auth.create_user("Owner", "owner", "a long password 1", owner=True), "test")
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{hub_.urls[0]}/api/garden") as response:
+            assert response.status == 401  # the plugin's route is behind the same auth
+        headers = {"Authorization": f"Bearer {token}"}
+        async with session.get(f"{hub_.urls[0]}/api/garden", headers=headers) as response:
+            assert response.status == 200 and await response.json() == {"rain_mm": 3}
+        async with session.get(f"{hub_.urls[0]}/api/openapi.json", headers=headers) as response:
+            assert "/api/garden" in (await response.json())["paths"]
+        async with session.get(f"{hub_.urls[0]}/api/states", headers=headers) as response:
+            assert isinstance(await response.json(), list)  # the clash did not replace it
+    assert "clash_plugin" not in hub_.plugin_manager.plugin_names()
+
+
+async def test_hook_register_trigger_types(make_hub) -> None:
+    import voluptuous as vol
+
+    from hub.triggers import TriggerType, base_trigger_data, trigger_types
+
+    plugin = types.ModuleType("trigger_plugin")
+    fired: list[dict[str, Any]] = []
+
+    async def attach(hub: Hub, config: dict[str, Any], action: Any, info: Any) -> Any:
+        remove = hub.bus.listen("rain", lambda event: action(
+            {**base_trigger_data("rain", info), "mm": event.data["mm"]}, event.context))
+        return remove
+
+    @hookimpl
+    def register_trigger_types(hub: Hub) -> dict[str, TriggerType]:
+        return {"rain": TriggerType(vol.Schema({"trigger": "rain"}), attach)}
+
+    plugin.register_trigger_types = register_trigger_types  # type: ignore[attr-defined]
+    hub_ = await make_hub("", [plugin])
+    types_ = trigger_types(hub_)
+    config = types_["rain"].schema({"trigger": "rain"})
+    detach = await types_["rain"].attach(hub_, config, lambda data, ctx: fired.append(data), {"id": "r"})
+    hub_.bus.fire("rain", {"mm": 4})
+    detach()
+    hub_.bus.fire("rain", {"mm": 5})
+    assert [(d["platform"], d["id"], d["mm"]) for d in fired] == [("rain", "r", 4)]
+
+
 def test_every_hook_has_a_test() -> None:
     source = Path(__file__).read_text()
     hooks = [name for name, _ in inspect.getmembers(hookspecs, inspect.isfunction) if hasattr(getattr(hookspecs, name), "hub_spec")]
