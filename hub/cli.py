@@ -35,6 +35,8 @@ def build_parser(manager: object | None = None) -> argparse.ArgumentParser:
     _add_config_arg(run)
     run.add_argument("--host", help="HTTP address to listen on (overrides http: server_host)")
     run.add_argument("--port", type=int, help="HTTP port; 0 picks a free one (overrides http: server_port)")
+    run.add_argument("--mqtt-port", type=int,
+                     help="embedded MQTT broker port; 0 picks a free one (overrides mqtt: embedded_broker: port)")
     run.set_defaults(func=cmd_run)
 
     check = sub.add_parser("check-config", help="validate the configuration; print file:line: message")
@@ -119,7 +121,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"Wrote a default configuration to {config_dir / 'configuration.yaml'}", flush=True)
     http = {key: value for key, value in
             (("server_host", args.host), ("server_port", args.port)) if value is not None}
-    return asyncio.run(_run(config_dir, args.plugin_manager, {"http": http} if http else {}))
+    overrides: dict[str, dict[str, object]] = {"http": http} if http else {}
+    if args.mqtt_port is not None:
+        overrides["mqtt"] = {"embedded_broker": {"port": args.mqtt_port}}
+    return asyncio.run(_run(config_dir, args.plugin_manager, overrides))
 
 
 async def _run(config_dir: Path, manager: object, overrides: dict[str, dict[str, object]]) -> int:

@@ -594,10 +594,14 @@ DEFAULT_CONFIGURATION = """\
 # http:
 #   server_port: 8123
 
-# Keep passwords out of this file: put them in secrets.yaml
-# (`mqtt_password: my-password`) and refer to them by name:
-# mqtt:
-#   password: !secret mqtt_password
+# MQTT: an embedded broker on port 1883 (devices need a credential: `hub mqtt user add NAME`)
+# and Home Assistant MQTT discovery. To use a broker you already run instead, give its URL;
+# keep its password in secrets.yaml (`mqtt_url: mqtt://hub:my-password@192.168.1.5`):
+mqtt:
+#   broker: !secret mqtt_url
+#   embedded_broker:
+#     port: 1883
+#     tls_port: 8883          # a TLS listener (a self-signed certificate is made on first run)
 
 # Simulated devices to try the hub with. Remove once real devices are set up.
 demo:

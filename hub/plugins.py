@@ -13,7 +13,7 @@ import importlib.metadata
 import inspect
 import logging
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from dataclasses import dataclass, field
 from types import ModuleType
@@ -255,10 +255,12 @@ class SetupPlan:
     order: list[str]
 
 
-def plan_setup(hub_config: Any, manager: HubPluginManager) -> SetupPlan:
+def plan_setup(hub_config: Any, manager: HubPluginManager,
+               found: dict[str, tuple[str, Integration]] | None = None) -> SetupPlan:
     from . import config as config_module
 
-    found = collect_integrations(manager)
+    if found is None:
+        found = collect_integrations(manager)
     integrations = {domain: integration for domain, (_, integration) in found.items()}
     schemas = {domain: integration.config_schema for domain, integration in integrations.items()}
     valid, issues = config_module.validate_integration_configs(hub_config, schemas, integrations)
@@ -287,6 +289,20 @@ def plan_setup(hub_config: Any, manager: HubPluginManager) -> SetupPlan:
     return SetupPlan(found, valid, issues, order)
 
 
+def _merge(block: dict[str, Any], values: Mapping[str, Any]) -> dict[str, Any]:
+    """`values` laid over `block`, nested mappings merged too (keeping the loader's type, which
+    carries file and line)."""
+    merged = type(block)(block)
+    for key, value in values.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        elif isinstance(value, Mapping) and merged.get(key) is None:
+            merged[key] = dict(value)
+        else:
+            merged[key] = value
+    return merged
+
+
 async def setup_integrations(hub: Hub, stack: AsyncExitStack) -> None:
     """Load the configuration, validate each integration's block, and set up every configured
     integration in dependency order. Problems are reported; only the integrations concerned
@@ -296,11 +312,17 @@ async def setup_integrations(hub: Hub, stack: AsyncExitStack) -> None:
     manager: HubPluginManager = hub.plugin_manager
     hub_config = await hub.run_in_executor(config_module.load_configuration, hub.config_dir)
     hub.config.update(hub_config.core)
+    found = collect_integrations(manager)
     for domain, values in hub.overrides.items():
+        # An override changes a configured integration (or one that is always on); it never
+        # turns on one the user left out.
+        configured = domain in hub_config.integrations
+        if not configured and not (domain in found and found[domain][1].always):
+            continue
         block = hub_config.integrations.get(domain)
         if block is None or isinstance(block, dict):
-            hub_config.integrations[domain] = type(block or {})({**(block or {}), **values})
-    plan = plan_setup(hub_config, manager)
+            hub_config.integrations[domain] = _merge(block or {}, values)
+    plan = plan_setup(hub_config, manager, found)
     for domain, (plugin_name, integration) in plan.found.items():
         hub.integrations[domain] = IntegrationStatus(domain, integration.name, plugin_name)
     for failure in manager.failures:

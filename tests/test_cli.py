@@ -27,7 +27,7 @@ class RunningHub:
     def __init__(self, config_dir: Path, env: dict[str, str] | None = None) -> None:
         # A free port on loopback: tests never take 8123 or listen on other addresses.
         self.proc = subprocess.Popen(
-            [*HUB, "run", "-c", str(config_dir), "--host", "127.0.0.1", "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            [*HUB, "run", "-c", str(config_dir), "--host", "127.0.0.1", "--port", "0", "--mqtt-port", "0"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             text=True, env=env, cwd=ROOT,
         )
         self.lines: queue.Queue[str] = queue.Queue()
