@@ -263,8 +263,8 @@ async def setup(hub: Hub, config: dict[str, Any] | None) -> AsyncIterator[MqttRu
             try:
                 await connection.publish(will.get("topic") or f"{prefix}/status", will["payload"],
                                          will["qos"], will["retain"])
-            except Exception:  # noqa: BLE001
-                pass
+            except Exception as err:  # noqa: BLE001 - stopping goes on regardless
+                _LOGGER.debug("Could not publish the will message: %s", err)
         if runtime.discovery is not None:
             await runtime.discovery.stop()
         for entity in runtime.entities():

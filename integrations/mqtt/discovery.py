@@ -109,7 +109,7 @@ class Discovery:
                 payload = queue.get_nowait()
                 try:
                     await self._handle(topic, match, payload)
-                except Exception as err:  # noqa: BLE001 - one device's config never stops discovery
+                except Exception as err:
                     _LOGGER.exception("MQTT discovery on %s failed", topic)
                     self._error(topic, topic, f"{type(err).__name__}: {err}")
         finally:

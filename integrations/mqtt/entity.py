@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -63,6 +64,26 @@ def _subscribe_topic(value: Any) -> str:
         return validate_filter(str(value))
     except ValueError as err:
         raise vol.Invalid(str(err)) from None
+
+
+def finite_number(value: Any) -> float:
+    """A finite number from a payload (ValueError or TypeError otherwise: nan and inf too)."""
+    result = float(value)
+    if not math.isfinite(result):
+        raise ValueError(f"{value!r} is not a finite number")
+    return result
+
+
+def to_percentage(low_high: tuple[int, int], value: float) -> int:
+    """`value` in a device's range `low_high` (low may be above high: inverted) as 0-100, with
+    HA's rounding."""
+    offset = low_high[0] - 1
+    return int((value - offset) * 100 // (low_high[1] - low_high[0] + 1))
+
+
+def from_percentage(low_high: tuple[int, int], percentage: float) -> float:
+    offset = low_high[0] - 1
+    return (low_high[1] - low_high[0] + 1) * percentage / 100 + offset
 
 
 def _entity_id_suggestion(value: Any) -> str:
@@ -160,7 +181,7 @@ def _exclusive(*keys: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
 
 
 # Attributes a device's JSON attributes may not override.
-_RESERVED_ATTRIBUTES = frozenset({
+RESERVED_ATTRIBUTES = frozenset({
     "assumed_state", "available", "context_recent_time", "device_class", "device_info",
     "entity_category", "entity_picture", "friendly_name", "icon", "supported_features",
     "unit_of_measurement", "state_class",
@@ -173,6 +194,9 @@ class MqttEntity(Entity):
     PLATFORM: ClassVar[str] = ""
     SCHEMA: ClassVar[Callable[[Any], Any]]
     DEFAULT_NAME: ClassVar[str | None] = None
+    # Actuators whose state follows their own commands when optimistic show `assumed_state`
+    # (HA's UI then offers both on and off buttons).
+    ASSUMED_WHEN_OPTIMISTIC: ClassVar[bool] = False
 
     def __init__(self, runtime: MqttRuntime, config: dict[str, Any], discovery_id: str | None = None) -> None:
         self.runtime = runtime
@@ -313,7 +337,7 @@ class MqttEntity(Entity):
                 handler(message)
             except (ValueError, TypeError, KeyError, TemplateError, vol.Invalid, UnicodeError) as err:
                 diagnostics.malformed(self, message, f"{key}: {err}")
-            except Exception as err:  # noqa: BLE001 - a device must never take the hub down
+            except Exception as err:
                 _LOGGER.exception("%s: handling %s failed", self.entity_id, message.topic)
                 diagnostics.malformed(self, message, f"{key}: {type(err).__name__}: {err}")
 
@@ -454,9 +478,21 @@ class MqttEntity(Entity):
         rendered = self.render("json_attributes_template", message)
         data = orjson.loads(rendered) if isinstance(rendered, (str, bytes)) else rendered
         if not isinstance(data, dict):
-            raise ValueError("JSON attributes must be a JSON object")
-        self._json_attributes = {k: v for k, v in data.items() if k not in _RESERVED_ATTRIBUTES}
+            raise TypeError("JSON attributes must be a JSON object")
+        self.json_attributes_received(data)
+
+    def json_attributes_received(self, data: dict[str, Any],
+                                 reserved: frozenset[str] = RESERVED_ATTRIBUTES) -> None:
+        """Take a device's JSON attributes (all but `reserved` names) and write the state;
+        platforms that read values out of them (a tracker's coordinates) override this."""
+        self._json_attributes = {k: v for k, v in data.items() if k not in reserved}
         self.write_state()
 
     def extra_state_attributes(self) -> dict[str, Any] | None:
         return self._json_attributes or None
+
+    def attributes(self) -> dict[str, Any]:
+        attrs = super().attributes()
+        if self.ASSUMED_WHEN_OPTIMISTIC and self.optimistic:
+            attrs["assumed_state"] = True
+        return attrs

@@ -212,7 +212,7 @@ class Subscriptions:
         for sub in subs:
             try:
                 sub.callback(message)
-            except Exception:  # noqa: BLE001 - one bad handler must not starve the others
+            except Exception:
                 _LOGGER.exception("Handling %s for %s failed", message.topic, sub.owner or sub.callback)
         return len(subs)
 
@@ -271,7 +271,7 @@ class Connection(abc.ABC):
         for listener in list(self._connection_listeners):
             try:
                 listener(connected)
-            except Exception:  # noqa: BLE001
+            except Exception:
                 _LOGGER.exception("MQTT connection listener failed")
 
     def receive(self, message: Message) -> None:
@@ -283,7 +283,7 @@ class Connection(abc.ABC):
         return {"connected": self.connected, "subscriptions": len(self.subscriptions)}
 
 
-def encode_payload(payload: bytes | bytearray | str | int | float | None) -> bytes:
+def encode_payload(payload: bytes | bytearray | str | float | None) -> bytes:
     if payload is None:
         return b""
     if isinstance(payload, (bytes, bytearray)):

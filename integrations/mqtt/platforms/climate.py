@@ -13,10 +13,9 @@ import voluptuous as vol
 from hub.entity_domains import ClimateEntity, ClimateEntityFeature, HVACAction, HVACMode
 
 from .. import entity as mqtt
-from ..entity import PAYLOAD_NONE, MqttEntity
+from ..entity import PAYLOAD_NONE, MqttEntity, finite_number
 from ..models import Message
 from . import register
-from .cover import number
 
 PRESET_NONE = "none"
 
@@ -127,6 +126,7 @@ def _options() -> dict[Any, Any]:
 
 @register
 class MqttClimate(MqttEntity, ClimateEntity):
+    ASSUMED_WHEN_OPTIMISTIC = True
     PLATFORM = "climate"
     DEFAULT_NAME = "MQTT HVAC"
     SCHEMA = mqtt.platform_schema(_options(), _check)
@@ -184,7 +184,7 @@ class MqttClimate(MqttEntity, ClimateEntity):
         value = self._value(template, message)
         if value == "":
             return  # HA ignores an empty value
-        setattr(self, attr, None if value == PAYLOAD_NONE else number(value))
+        setattr(self, attr, None if value == PAYLOAD_NONE else finite_number(value))
         self.state_received()
 
     def _on_mode(self, template: str, attr: str, modes: str, message: Message) -> None:
@@ -274,9 +274,3 @@ class MqttClimate(MqttEntity, ClimateEntity):
         if self.config["optimistic"]:
             self.hvac_mode = "off"
             self.write_state()
-
-    def attributes(self) -> dict[str, Any]:
-        attrs = super().attributes()
-        if self.optimistic:
-            attrs["assumed_state"] = True
-        return attrs

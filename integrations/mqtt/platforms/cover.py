@@ -4,7 +4,6 @@ from `position_topic` (set through `set_position_topic`) and the tilt from `tilt
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import orjson
@@ -13,33 +12,18 @@ import voluptuous as vol
 from hub.entity_domains import CoverEntity, CoverEntityFeature
 
 from .. import entity as mqtt
-from ..entity import PAYLOAD_NONE, MqttEntity
+from ..entity import (
+    PAYLOAD_NONE,
+    MqttEntity,
+    finite_number,
+    from_percentage,
+    to_percentage,
+)
 from ..models import Message
 from . import register
 
 _TILT_FEATURES = (CoverEntityFeature.OPEN_TILT | CoverEntityFeature.CLOSE_TILT
                   | CoverEntityFeature.SET_TILT_POSITION)
-
-
-# --- HA's percentage helpers: a device range (low, high) -> 0-100 %, either way round -------------
-
-def to_percentage(low_high: tuple[int, int], value: float) -> int:
-    """`value` of the range `low_high` (low may be above high: an inverted device) as 0-100."""
-    offset = low_high[0] - 1
-    return int((value - offset) * 100 // (low_high[1] - low_high[0] + 1))
-
-
-def from_percentage(low_high: tuple[int, int], percentage: float) -> float:
-    offset = low_high[0] - 1
-    return (low_high[1] - low_high[0] + 1) * percentage / 100 + offset
-
-
-def number(value: Any) -> float:
-    """A finite number from a payload (raises ValueError or TypeError)."""
-    result = float(value)
-    if not math.isfinite(result):
-        raise ValueError(f"{value!r} is not a finite number")
-    return result
 
 
 def _with_topic(template: str, topic: str) -> Any:
@@ -53,6 +37,7 @@ def _with_topic(template: str, topic: str) -> Any:
 
 @register
 class MqttCover(MqttEntity, CoverEntity):
+    ASSUMED_WHEN_OPTIMISTIC = True
     PLATFORM = "cover"
     DEFAULT_NAME = "MQTT Cover"
     SCHEMA = mqtt.platform_schema(
@@ -169,7 +154,7 @@ class MqttCover(MqttEntity, CoverEntity):
                     self._tilt_optimistic = False
                 self.current_cover_tilt_position = self._tilt_percentage(data["tilt_position"])
             value = data["position"]
-        position = to_percentage(self._pos_range, number(value))
+        position = to_percentage(self._pos_range, finite_number(value))
         self.current_cover_position = min(100, max(0, position))  # HA clamps
         if self.config.get("state_topic") is None:
             self._update_state("closed" if self.current_cover_position == 0 else "open")
@@ -183,7 +168,7 @@ class MqttCover(MqttEntity, CoverEntity):
         self.state_received()
 
     def _tilt_percentage(self, value: Any) -> int:
-        tilt = round(number(value))
+        tilt = round(finite_number(value))
         low, high = sorted((self.config["tilt_min"], self.config["tilt_max"]))
         if not low <= tilt <= high:
             raise ValueError(f"tilt {tilt} is outside {low}..{high}")
@@ -254,9 +239,3 @@ class MqttCover(MqttEntity, CoverEntity):
             await self.open_cover_tilt()
         else:
             await self.close_cover_tilt()
-
-    def attributes(self) -> dict[str, Any]:
-        attrs = super().attributes()
-        if self.optimistic:
-            attrs["assumed_state"] = True
-        return attrs

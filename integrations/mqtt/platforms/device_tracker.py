@@ -7,7 +7,6 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import orjson
 import voluptuous as vol
 
 from hub.entity_domains import (
@@ -18,7 +17,7 @@ from hub.entity_domains import (
 )
 
 from .. import entity as mqtt
-from ..entity import MqttEntity
+from ..entity import RESERVED_ATTRIBUTES, MqttEntity
 from ..models import Message
 from . import register
 
@@ -76,12 +75,9 @@ class MqttDeviceTracker(MqttEntity, DeviceTrackerEntity):
                                   config["payload_not_home"]: STATE_NOT_HOME}.get(value, value)
         self.state_received()
 
-    def _on_json_attributes(self, message: Message) -> None:
+    def json_attributes_received(self, data: dict[str, Any],
+                                 reserved: frozenset[str] = frozenset()) -> None:
         """The JSON attributes, with the coordinates taken out as the tracker's location."""
-        rendered = self.render("json_attributes_template", message)
-        data = orjson.loads(rendered) if isinstance(rendered, (str, bytes)) else rendered
-        if not isinstance(data, dict):
-            raise TypeError("JSON attributes must be a JSON object")
         error = None
         if "latitude" in data or "longitude" in data:
             self.location_name = None  # a new position: the zone follows from it
@@ -93,8 +89,7 @@ class MqttDeviceTracker(MqttEntity, DeviceTrackerEntity):
                 error = f"invalid or incomplete coordinates {latitude!r}, {longitude!r}"
             accuracy = data.get("gps_accuracy", 0)
             self.gps_accuracy = accuracy if _is_number(accuracy) else 0
-        self._json_attributes = {key: value for key, value in data.items() if key not in _RESERVED}
-        self.write_state()
+        super().json_attributes_received(data, _RESERVED)
         if error:
             raise ValueError(error)
 
@@ -113,8 +108,4 @@ def _is_number(value: Any) -> bool:
 
 
 # Attributes a device's JSON may not set (as for every MQTT entity), and the tracker's own.
-_RESERVED = frozenset({
-    "assumed_state", "available", "context_recent_time", "device_class", "device_info",
-    "entity_category", "entity_picture", "friendly_name", "icon", "supported_features",
-    "unit_of_measurement", "state_class", "source_type", "battery_level", *_LOCATION,
-})
+_RESERVED = RESERVED_ATTRIBUTES | {"source_type", "battery_level", *_LOCATION}

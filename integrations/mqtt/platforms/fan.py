@@ -17,10 +17,9 @@ from hub.entity_domains import (
 )
 
 from .. import entity as mqtt
-from ..entity import PAYLOAD_NONE, MqttEntity
+from ..entity import PAYLOAD_NONE, MqttEntity, from_percentage, to_percentage
 from ..models import Message
 from . import register
-from .cover import from_percentage, to_percentage
 
 
 def _check(config: dict[str, Any]) -> dict[str, Any]:
@@ -60,6 +59,7 @@ def _options() -> dict[Any, Any]:
 
 @register
 class MqttFan(MqttEntity, FanEntity):
+    ASSUMED_WHEN_OPTIMISTIC = True
     PLATFORM = "fan"
     DEFAULT_NAME = "MQTT Fan"
     SCHEMA = mqtt.platform_schema(_options(), _check)
@@ -184,9 +184,3 @@ class MqttFan(MqttEntity, FanEntity):
 
     async def set_direction(self, direction: str) -> None:
         await self._send("direction", direction, "current_direction", direction)
-
-    def attributes(self) -> dict[str, Any]:
-        attrs = super().attributes()
-        if self.optimistic:
-            attrs["assumed_state"] = True
-        return attrs

@@ -138,6 +138,7 @@ LIGHT_OPTIONS: dict[Any, Any] = {
 class MqttLight(MqttEntity, LightEntity):
     """The `light` component; each instance becomes the class of its config's schema."""
 
+    ASSUMED_WHEN_OPTIMISTIC = True
     PLATFORM = "light"
     DEFAULT_NAME = "MQTT Light"
     LIGHT_SCHEMA: ClassVar[Any]
@@ -260,8 +261,6 @@ class MqttLight(MqttEntity, LightEntity):
     def attributes(self) -> dict[str, Any]:
         attrs = super().attributes()
         attrs["supported_features"] = self.supported_features
-        if self.optimistic:
-            attrs["assumed_state"] = True
         return attrs
 
 

@@ -29,6 +29,7 @@ def regex(value: Any) -> str:
 
 @register
 class MqttLock(MqttEntity, LockEntity):
+    ASSUMED_WHEN_OPTIMISTIC = True
     PLATFORM = "lock"
     DEFAULT_NAME = "MQTT Lock"
     SCHEMA = mqtt.platform_schema({
@@ -84,9 +85,3 @@ class MqttLock(MqttEntity, LockEntity):
 
     async def open(self, code: str | None = None) -> None:
         await self._command("payload_open", "open", code)
-
-    def attributes(self) -> dict[str, Any]:
-        attrs = super().attributes()
-        if self.optimistic:
-            attrs["assumed_state"] = True
-        return attrs

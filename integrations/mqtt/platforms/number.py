@@ -23,6 +23,7 @@ def _check_range(config: dict[str, Any]) -> dict[str, Any]:
 
 @register
 class MqttNumber(MqttEntity, NumberEntity):
+    ASSUMED_WHEN_OPTIMISTIC = True
     PLATFORM = "number"
     DEFAULT_NAME = "MQTT Number"
     SCHEMA = mqtt.platform_schema(
@@ -75,9 +76,3 @@ class MqttNumber(MqttEntity, NumberEntity):
         if self.optimistic:
             self.native_value = number
             self.write_state()
-
-    def attributes(self) -> dict[str, Any]:
-        attrs = super().attributes()
-        if self.optimistic:
-            attrs["assumed_state"] = True
-        return attrs

@@ -16,6 +16,7 @@ from . import register
 
 @register
 class MqttSelect(MqttEntity, SelectEntity):
+    ASSUMED_WHEN_OPTIMISTIC = True
     PLATFORM = "select"
     DEFAULT_NAME = "MQTT Select"
     SCHEMA = mqtt.platform_schema({
@@ -51,9 +52,3 @@ class MqttSelect(MqttEntity, SelectEntity):
         if self.optimistic:
             self.current_option = option
             self.write_state()
-
-    def attributes(self) -> dict[str, Any]:
-        attrs = super().attributes()
-        if self.optimistic:
-            attrs["assumed_state"] = True
-        return attrs

@@ -10,7 +10,7 @@ import voluptuous as vol
 from hub.entity import SensorEntity
 
 from .. import entity as mqtt
-from ..entity import PAYLOAD_NONE, MqttEntity
+from ..entity import PAYLOAD_NONE, MqttEntity, finite_number
 from ..models import Message
 from . import register
 
@@ -94,6 +94,5 @@ class MqttSensor(MqttEntity, SensorEntity):
             raise ValueError(
                 f"{value!r} is not numeric, but the sensor has a unit, state class or device "
                 f"class that says it is") from None
-        if number != number or number in (float("inf"), float("-inf")):
-            raise ValueError(f"{value!r} is not a finite number")
+        number = finite_number(number)
         return int(number) if number.is_integer() and "." not in str(value) and "e" not in str(value).lower() else number

@@ -16,6 +16,7 @@ from . import register
 
 @register
 class MqttSwitch(MqttEntity, SwitchEntity):
+    ASSUMED_WHEN_OPTIMISTIC = True
     PLATFORM = "switch"
     DEFAULT_NAME = "MQTT Switch"
     SCHEMA = mqtt.platform_schema({
@@ -61,9 +62,3 @@ class MqttSwitch(MqttEntity, SwitchEntity):
         if self.optimistic:
             self.is_on = False
             self.write_state()
-
-    def attributes(self) -> dict[str, Any]:
-        attrs = super().attributes()
-        if self.optimistic:
-            attrs["assumed_state"] = True
-        return attrs

@@ -29,6 +29,7 @@ def _check_lengths(config: dict[str, Any]) -> dict[str, Any]:
 
 @register
 class MqttText(MqttEntity, TextEntity):
+    ASSUMED_WHEN_OPTIMISTIC = True
     PLATFORM = "text"
     DEFAULT_NAME = "MQTT Text"
     SCHEMA = mqtt.platform_schema(
@@ -71,9 +72,3 @@ class MqttText(MqttEntity, TextEntity):
         if self.optimistic:
             self.native_value = value
             self.write_state()
-
-    def attributes(self) -> dict[str, Any]:
-        attrs = super().attributes()
-        if self.optimistic:
-            attrs["assumed_state"] = True
-        return attrs

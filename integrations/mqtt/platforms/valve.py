@@ -12,10 +12,9 @@ import voluptuous as vol
 from hub.entity_domains import ValveEntity, ValveEntityFeature
 
 from .. import entity as mqtt
-from ..entity import MqttEntity
+from ..entity import MqttEntity, finite_number, from_percentage, to_percentage
 from ..models import Message
 from . import register
-from .cover import from_percentage, number, to_percentage
 
 _NO_POSITION_KEYS = ("payload_open", "payload_close", "state_open", "state_closed")
 _DEFAULTS = {"payload_open": "OPEN", "payload_close": "CLOSE", "state_open": "open", "state_closed": "closed"}
@@ -30,6 +29,7 @@ def _defaults(config: dict[str, Any]) -> dict[str, Any]:
 
 @register
 class MqttValve(MqttEntity, ValveEntity):
+    ASSUMED_WHEN_OPTIMISTIC = True
     PLATFORM = "valve"
     DEFAULT_NAME = "MQTT Valve"
     SCHEMA = mqtt.platform_schema(
@@ -103,7 +103,7 @@ class MqttValve(MqttEntity, ValveEntity):
         else:
             new_state = moving.get(state) if isinstance(state, str) else None
             if new_state is None or position != state:
-                percentage = min(100, max(0, to_percentage(self._range, number(position))))
+                percentage = min(100, max(0, to_percentage(self._range, finite_number(position))))
                 self.current_valve_position = percentage
                 if new_state is None and percentage in (0, 100):
                     new_state = "stopped"  # fully open or closed: no longer moving
@@ -137,9 +137,3 @@ class MqttValve(MqttEntity, ValveEntity):
             self._update_state("closed" if position == 0 else "open")
             self.current_valve_position = position
             self.write_state()
-
-    def attributes(self) -> dict[str, Any]:
-        attrs = super().attributes()
-        if self.optimistic:
-            attrs["assumed_state"] = True
-        return attrs
