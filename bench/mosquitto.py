@@ -42,6 +42,8 @@ class Mosquitto:
             "allow_anonymous true\n"
             # Its default of 1000 silently drops QoS 1 messages for a subscriber behind.
             "max_queued_messages 0\n"
+            # Nagle's algorithm on its sockets adds ~13 ms to the p99 latency of small messages.
+            "set_tcp_nodelay true\n"
             "persistence true\n"
             f"persistence_location {self.directory}/\n"
             "log_dest stderr\nlog_type error\nlog_type warning\n" + as_root

@@ -123,6 +123,35 @@ class ClientOptions:
     will: tuple[str, bytes, int, bool] | None = None  # topic, payload, qos, retain
 
 
+class _BufferedSocket:
+    """paho reads each packet in two to four small `recv` calls, each a system call. This
+    serves them from one large read, and says through `pending()` (which paho's loop checks, for
+    TLS sockets) that more is buffered, so nothing waits in `select` while data is at hand.
+    Everything else goes to the real socket (plain, TLS or paho's WebSocket wrapper)."""
+
+    def __init__(self, sock: Any) -> None:
+        self._sock = sock
+        self._data = b""
+        self._pos = 0
+
+    def recv(self, size: int) -> bytes:
+        if self._pos >= len(self._data):
+            data = self._sock.recv(65536)  # may raise BlockingIOError/SSLWantReadError: paho's
+            if not data:
+                return data
+            self._data, self._pos = data, 0
+        chunk = self._data[self._pos:self._pos + size]
+        self._pos += len(chunk)
+        return chunk
+
+    def pending(self) -> int:
+        inner = self._sock.pending() if hasattr(self._sock, "pending") else 0
+        return len(self._data) - self._pos + inner
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
+
+
 class ExternalConnection(Connection):
     """A client of an external broker: paho in its own network thread (it decodes about twice
     as many messages per second as asyncio clients here), handing messages to the event loop in
@@ -222,8 +251,13 @@ class ExternalConnection(Connection):
                 sock = client.socket()
                 if isinstance(sock, socket.socket):
                     sock.setsockopt(*_NODELAY)
+                buffered = client._sock = _BufferedSocket(sock)  # noqa: SLF001 - see the class
                 while not self._stopping.is_set():
-                    if client.loop(timeout=0.5) != 0:
+                    rc = client.loop(timeout=0.5)
+                    while rc == 0 and buffered.pending():  # the rest of what one read brought
+                        rc = client.loop_read()
+                    self._hand_over()
+                    if rc != 0:
                         break  # connection lost (or refused in the CONNACK)
             except (OSError, ssl.SSLError, ValueError) as err:
                 self.last_error = str(err) or type(err).__name__
@@ -270,7 +304,11 @@ class ExternalConnection(Connection):
 
     def _on_message(self, client: Any, userdata: Any, raw: Any) -> None:
         self._inbox.append(Message(raw.topic, raw.payload, raw.qos, bool(raw.retain), None, time.time()))
-        if not self._drain_scheduled:  # one wake-up of the loop per batch, not per message
+
+    def _hand_over(self) -> None:
+        """Wake the event loop once for everything read so far, not once per message: each
+        wake-up costs a system call and a trip through the GIL."""
+        if self._inbox and not self._drain_scheduled:
             self._drain_scheduled = True
             self._call(self._drain)
 

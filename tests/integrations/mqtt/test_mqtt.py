@@ -286,3 +286,27 @@ async def test_mqtt_publish_service_and_trigger(mqtt_hub: Any, devices: Any) -> 
         [("mqtt", "remote", "z2m/remote1/action", {"action": "single"})]
     with pytest.raises(Exception, match="wildcards"):
         await hub.services.call("mqtt", "publish", {"topic": "out/#", "payload": "x"})
+
+
+@pytest.mark.parametrize("scheme", ["mqtts", "ws"])
+async def test_a_hub_reaches_an_external_broker_over_tls_or_websocket(
+        scheme: str, mqtt_hub: Any, make_hub: Any, devices: Any, tmp_path: Path) -> None:
+    """One hub's embedded broker (TLS and WebSocket listeners) is another hub's external
+    broker; the second checks the first's self-signed certificate."""
+    import integrations.mqtt as mqtt_integration
+
+    broker_hub = await mqtt_hub("embedded", "    tls_port: 0\n    websocket_port: 0\n",
+                                config_dir=tmp_path / "broker")
+    ports = broker_hub.data["mqtt"].broker.ports
+    cert = tmp_path / "broker" / ".storage" / "mqtt_tls" / "cert.pem"
+    url = f"mqtts://127.0.0.1:{ports['mqtts']}" if scheme == "mqtts" else f"ws://127.0.0.1:{ports['ws']}/"
+    client_hub = await make_hub(
+        f"mqtt:\n  broker: {url}\n  certificate: {cert}\n  discovery: false\n"
+        "  sensor:\n    - name: Remote\n      state_topic: remote/value\n",
+        plugins=[mqtt_integration], config_dir=tmp_path / "client")
+    connection = client_hub.data["mqtt"].connection
+    await wait_for(lambda: connection.connected, what=f"{scheme} connection")
+    device = await devices(ports["mqtt"], "remote")
+    for value in ("1", "2", "3"):
+        await device.publish("remote/value", value, qos=1)
+    await wait_for(lambda: client_hub.states.get("sensor.remote").state == "3", what="over " + scheme)
