@@ -14,8 +14,8 @@ mqtt:                       # embedded broker on 1883, discovery on, anonymous a
 
 from __future__ import annotations
 
-import hashlib
 import logging
+import secrets
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import voluptuous as vol
 
-from hub.config import humanize_error, location
+from hub.config import atomic_write, humanize_error, location
 from hub.exceptions import IntegrationError
 from hub.hookspecs import hookimpl
 from hub.plugins import Integration
@@ -135,42 +135,75 @@ class MqttRuntime:
         self.credentials: Any = None
         self.yaml_entities: list[MqttEntity] = []
 
-    def add_entity(self, entity: MqttEntity) -> str | None:
+    def add_entity(self, entity: MqttEntity) -> bool:
+        """Put the entity on the hub (or aside, when the user disabled it). False when it could
+        not be added: its id belongs to another live entity (another discovery topic or a YAML
+        entry with the same unique_id), which it must never touch."""
         try:
-            entity_id = self.hub.entities.add(entity, DOMAIN)
-        except ValueError as err:  # e.g. an entity id taken by another integration
+            self.hub.entities.add(entity, DOMAIN)
+        except ValueError as err:
             _LOGGER.error("MQTT entity %s not added: %s", entity.name or entity.unique_id, err)
-            return None
+            entity.hub, entity.entity_id, entity.device_id = None, "", None
+            return False
         entity.subscribe_now()
-        return entity_id
+        return True
 
     async def remove_entity(self, entity: MqttEntity, *, forget: bool) -> None:
         """Take the entity off the hub; `forget` (its discovery config was removed) also drops
         its registry entry and its device once the device has no entities left."""
+        live = self.hub.entities.get(entity.entity_id)
+        if live is not None and live is not entity:
+            return  # that id is another entity's: not ours to remove
         await self.hub.entities.remove(entity)
         self.diagnostics.forget(entity)
         if not forget:
             return
         registry = self.hub.entity_registry
-        if entity.unique_id is not None and registry.get(entity.entity_id) is not None:
+        entry = registry.get(entity.entity_id)
+        if entity.unique_id is not None and entry is not None and entry.unique_id == entity.unique_id:
             registry.remove(entity.entity_id)
-        device_id = entity.device_id
-        if device_id and self.hub.devices.get(device_id) is not None \
-                and not registry.entries_for_device(device_id) \
-                and not any(e.device_id == device_id for e in self.hub.entities.all(DOMAIN)):
-            self.hub.devices.remove(device_id)
+        if entity.device_id:
+            self.forget_device_if_unused(entity.device_id)
+
+    def forget_device_if_unused(self, device_id: str) -> None:
+        """Remove an MQTT device once no entity (live, or in the registry) belongs to it."""
+        device = self.hub.devices.get(device_id)
+        if device is None or device.integration != DOMAIN:
+            return
+        if self.hub.entity_registry.entries_for_device(device_id):
+            return
+        if any(e.device_id == device_id for e in self.hub.entities.all()):
+            return
+        self.hub.devices.remove(device_id)
 
     def entities(self) -> list[MqttEntity]:
         return [e for e in self.hub.entities.all(DOMAIN)]  # type: ignore[misc]
 
 
+CLIENT_ID_FILE: Final = "mqtt_client_id"
+
+
 def _client_id(hub: Hub, config: dict[str, Any]) -> str:
-    # Stable per config dir, so that the broker keeps our persistent session across restarts.
-    digest = hashlib.sha256(str(Path(hub.config_dir).resolve()).encode()).hexdigest()[:10]
-    return config.get("client_id") or f"iot-hub-{digest}"
+    """The configured id, or one made up once and kept in .storage: stable, so the broker keeps
+    our persistent session across restarts, and unique, so two hubs on one broker (say, both
+    in containers with /config) do not keep kicking each other off."""
+    if config.get("client_id"):
+        return config["client_id"]
+    path = Path(hub.config_dir) / ".storage" / CLIENT_ID_FILE
+    try:
+        stored = path.read_text().strip()
+        if stored:
+            return stored
+    except OSError:
+        pass
+    made = f"iot-hub-{secrets.token_hex(6)}"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, made + "\n")
+    return made
 
 
-def _make_connection(hub: Hub, config: dict[str, Any], runtime_box: dict[str, Any]) -> Connection:
+def _make_connection(hub: Hub, config: dict[str, Any], runtime_box: dict[str, Any],
+                     client_id: str | None) -> Connection:
     prefix = config["discovery_prefix"]
     will = config["will_message"]
     will_topic = will.get("topic") or f"{prefix}/status"
@@ -187,7 +220,7 @@ def _make_connection(hub: Hub, config: dict[str, Any], runtime_box: dict[str, An
     from .connection import ClientOptions, ExternalConnection, parse_broker_url
 
     return ExternalConnection(ClientOptions(
-        address=parse_broker_url(config["broker"]), client_id=_client_id(hub, config),
+        address=parse_broker_url(config["broker"]), client_id=client_id or _client_id(hub, config),
         keepalive=config["keepalive"], clean_session=config["clean_session"],
         certificate=config.get("certificate"), client_cert=config.get("client_cert"),
         client_key=config.get("client_key"), tls_insecure=config["tls_insecure"],
@@ -209,7 +242,7 @@ def _add_yaml_entities(runtime: MqttRuntime, config: dict[str, Any]) -> None:
                     hub.notifications.create(str(issue), "Invalid MQTT entity", f"mqtt_yaml_{platform}_{index}")
                 continue
             entity = cls(runtime, entity_config)
-            if runtime.add_entity(entity) is not None or entity.unique_id is not None:
+            if runtime.add_entity(entity):
                 runtime.yaml_entities.append(entity)
 
 
@@ -220,7 +253,8 @@ async def setup(hub: Hub, config: dict[str, Any] | None) -> AsyncIterator[MqttRu
 
     config = CONFIG_SCHEMA(config)
     box: dict[str, Any] = {}
-    connection = _make_connection(hub, config, box)
+    client_id = None if config["broker"] == "embedded" else await hub.run_in_executor(_client_id, hub, config)
+    connection = _make_connection(hub, config, box, client_id)
     runtime = MqttRuntime(hub, config, connection)
     runtime.credentials = box.get("credentials")
     runtime.broker = getattr(connection, "broker", None)
@@ -253,7 +287,8 @@ async def setup(hub: Hub, config: dict[str, Any] | None) -> AsyncIterator[MqttRu
         if connection.connected:
             await publish_birth()
         else:
-            _LOGGER.warning("MQTT broker %s not reachable yet; retrying in the background", config["broker"])
+            _LOGGER.warning("MQTT broker %s not reachable yet; retrying in the background",
+                            getattr(connection, "options", None) and connection.options.address)
         yield runtime
     finally:
         remove_listener()

@@ -124,13 +124,19 @@ async def create_credential(request: web.Request) -> web.Response:
         cred, password = await _executor(request, store.add, name, **kwargs)
     except ValueError as err:
         raise json_error(400, str(err)) from None
+    except OSError as err:
+        raise json_error(409, f"The credentials file cannot be changed: {err}") from None
     return json_response({**_credential(cred), "password": password}, status=201)
 
 
 async def delete_credential(request: web.Request) -> web.Response:
     store = _credentials(request)
     name = request.match_info["name"]
-    if not await _executor(request, store.remove, name):
+    try:
+        removed = await _executor(request, store.remove, name)
+    except (ValueError, OSError) as err:  # e.g. an unreadable credentials file: never a 500
+        raise json_error(409, f"The credentials file cannot be changed: {err}") from None
+    if not removed:
         raise json_error(404, f"No MQTT credential named {name!r}.")
     return json_response({"message": f"Removed {name}."})
 

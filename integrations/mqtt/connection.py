@@ -12,7 +12,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
@@ -32,6 +32,9 @@ _NODELAY = (socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 MAX_UNACKED_PUBLISHES = 1000
 RECONNECT_MIN_SECONDS = 0.5
 RECONNECT_MAX_SECONDS = 60.0
+STABLE_CONNECTION_SECONDS = 30.0  # a connection up this long resets the reconnection backoff
+MAX_PACKETS_PER_ROUND = 500  # packets read between hand-overs to the event loop
+PUBLISH_ACK_SECONDS = 10.0  # a QoS 1/2 publish fails if not acknowledged within this
 
 
 class NotConnected(HubError):
@@ -44,7 +47,7 @@ class BrokerAddress:
     host: str
     port: int
     username: str | None
-    password: str | None
+    password: str | None = field(repr=False)
     path: str = "/mqtt"
 
     @property
@@ -60,7 +63,7 @@ def parse_broker_url(url: str) -> BrokerAddress:
     """`mqtt[s]://[user[:pass]@]host[:port]` or `ws[s]://...[/path]`; ValueError with the reason."""
     parts = urlsplit(url)
     if parts.scheme not in DEFAULT_PORTS:
-        raise ValueError(f"broker URL must start with mqtt://, mqtts://, ws:// or wss://, not {url.split('://')[0]!r}")
+        raise ValueError("the broker URL must start with mqtt://, mqtts://, ws:// or wss://")
     if not parts.hostname:
         raise ValueError("broker URL has no host")
     try:
@@ -170,6 +173,7 @@ class ExternalConnection(Connection):
         self._drain_scheduled = False
         self._acks: dict[int, asyncio.Future[None]] = {}
         self._unacked: asyncio.Semaphore | None = None
+        self._on_broker: dict[str, int] = {}  # the filters the broker has for us, as far as we know
         self.subscriptions.on_filter_change = self._on_filter_change
         self.reconnects = 0
         self.last_error: str | None = None
@@ -239,22 +243,31 @@ class ExternalConnection(Connection):
         return client
 
     # --- the network thread -------------------------------------------------------------------
+    # Only this thread touches the socket. The event loop's publish/subscribe calls only queue
+    # packets: paho then wakes this thread's select (it does so once `_thread` is set, as
+    # loop_start() would set it) instead of writing from the caller's thread.
 
     def _network(self) -> None:
         """Connect, run paho's loop until the connection drops, wait, again; until stopped."""
         client, address = self._client, self.options.address
+        client._thread = threading.current_thread()
         failures = 0
         while not self._stopping.is_set():
-            self._connack = False
+            up_since: float | None = None
             try:
                 client.connect(address.host, address.port, self.options.keepalive)
+                up_since = time.monotonic()
                 sock = client.socket()
                 if isinstance(sock, socket.socket):
                     sock.setsockopt(*_NODELAY)
-                buffered = client._sock = _BufferedSocket(sock)  # noqa: SLF001 - see the class
+                buffered = client._sock = _BufferedSocket(sock)
                 while not self._stopping.is_set():
                     rc = client.loop(timeout=0.5)
-                    while rc == 0 and buffered.pending():  # the rest of what one read brought
+                    # The rest of what one read brought, in bounded rounds so that keep-alive
+                    # and hand-overs go on during a flood.
+                    for _ in range(MAX_PACKETS_PER_ROUND):
+                        if rc != 0 or not buffered.pending():
+                            break
                         rc = client.loop_read()
                     self._hand_over()
                     if rc != 0:
@@ -263,14 +276,26 @@ class ExternalConnection(Connection):
                 self.last_error = str(err) or type(err).__name__
                 if failures == 0:
                     _LOGGER.warning("Cannot connect to MQTT broker %s: %s", address, self.last_error)
+            except Exception:
+                _LOGGER.exception("MQTT client for %s failed; reconnecting", address)
+            self._hand_over()
             if self._stopping.is_set():
                 break
-            failures = 0 if self._connack else failures + 1
+            # A connection that stayed up a while resets the backoff; one that a broker keeps
+            # cutting right after CONNACK does not.
+            lasted = time.monotonic() - up_since if up_since is not None else 0.0
+            failures = 0 if lasted > STABLE_CONNECTION_SECONDS else failures + 1
             self.reconnects += 1
             self._call(self._set_connected, False)
             self._call(self._first_done)
             delay = min(RECONNECT_MAX_SECONDS, RECONNECT_MIN_SECONDS * 2 ** min(failures, 10))
             self._stopping.wait(delay * random.uniform(0.8, 1.2))  # jitter: fleets don't reconnect in step
+        sock = client.socket()
+        if sock is not None:
+            try:
+                sock.close()
+            except OSError:
+                pass
 
     def _call(self, func: Callable[..., Any], *args: Any) -> None:
         loop = self._loop
@@ -285,25 +310,22 @@ class ExternalConnection(Connection):
             self.last_error = f"the broker refused the connection: {reason}"
             _LOGGER.warning("MQTT broker %s: %s", self.options.address, self.last_error)
             return
-        self._connack = True
         self.connected_since = time.time()
         _LOGGER.info("Connected to MQTT broker %s", self.options.address)
-        # Resubscribe from this thread before any message is read: nothing slips through.
-        filters = [(topic_filter, self._qos(qos)) for topic_filter, qos in self.subscriptions.filters().items()]
-        for start in range(0, len(filters), 100):  # brokers cap the filters per SUBSCRIBE
-            client.subscribe(filters[start:start + 100])
-        self._call(self._set_connected, True)
-        self._call(self._first_done)
+        self._call(self._on_connected)
 
     def _on_disconnect(self, client: Any, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
         if not self._stopping.is_set():
             self.last_error = str(reason)
             _LOGGER.warning("Lost the MQTT broker %s: %s", self.options.address, reason)
         self._call(self._set_connected, False)
-        self._call(self._fail_unacked)
 
     def _on_message(self, client: Any, userdata: Any, raw: Any) -> None:
-        self._inbox.append(Message(raw.topic, raw.payload, raw.qos, bool(raw.retain), None, time.time()))
+        try:
+            topic = raw.topic
+        except UnicodeDecodeError:  # a lenient broker passed a topic that is not UTF-8
+            topic = bytes(getattr(raw, "_topic", b"")).decode("utf-8", errors="replace")
+        self._inbox.append(Message(topic, raw.payload, raw.qos, bool(raw.retain), None, time.time()))
 
     def _hand_over(self) -> None:
         """Wake the event loop once for everything read so far, not once per message: each
@@ -321,6 +343,21 @@ class ExternalConnection(Connection):
         if self._first_attempt is not None and not self._first_attempt.done():
             self._first_attempt.set_result(None)
 
+    def _on_connected(self) -> None:
+        """Subscribe everything the hub wants and drop what it no longer wants (a persistent
+        session keeps the broker's side across reconnections), then say we are connected."""
+        client = self._client
+        wanted = {f: self._qos(q) for f, q in self.subscriptions.filters().items()}
+        stale = [f for f in self._on_broker if f not in wanted]
+        items = list(wanted.items())
+        for start in range(0, len(items), 100):  # brokers cap the filters per SUBSCRIBE
+            client.subscribe(items[start:start + 100])
+        for start in range(0, len(stale), 100):
+            client.unsubscribe(stale[start:start + 100])
+        self._on_broker = dict(wanted)
+        self._set_connected(True)
+        self._first_done()
+
     def _drain(self) -> None:
         self._drain_scheduled = False
         inbox, receive = self._inbox, self.receive
@@ -334,22 +371,29 @@ class ExternalConnection(Connection):
         if future is not None and not future.done():
             future.set_result(None)
 
-    def _fail_unacked(self) -> None:
-        # paho resends unacknowledged QoS 1/2 messages after reconnecting (persistent session),
-        # so callers keep waiting: only a stop fails them.
-        pass
-
     def _qos(self, qos: int) -> int:
         return max(qos, self.options.min_subscribe_qos)
 
     def _on_filter_change(self, topic_filter: str, qos: int | None) -> None:
         client = self._client
         if client is None or not self.connected:
-            return  # subscribed all at once on (re)connection
+            return  # brought in line on (re)connection
         if qos is None:
+            self._on_broker.pop(topic_filter, None)
             client.unsubscribe(topic_filter)
         else:
+            self._on_broker[topic_filter] = self._qos(qos)
             client.subscribe(topic_filter, self._qos(qos))
+
+    def subscribe(self, topic_filter: str, callback: MessageCallback, qos: int = 0,
+                  owner: str = "") -> Callable[[], None]:
+        known = topic_filter in self._on_broker
+        remove = super().subscribe(topic_filter, callback, qos, owner)
+        if known and self.connected and self._client is not None:
+            # Subscribing again makes the broker resend the topic's retained message, which a
+            # second entity on a shared state topic needs as much as the first.
+            self._client.subscribe(topic_filter, self._on_broker[topic_filter])
+        return remove
 
     async def publish(self, topic: str, payload: bytes | str, qos: int = 0, retain: bool = False) -> None:
         validate_topic(topic)
@@ -373,7 +417,12 @@ class ExternalConnection(Connection):
             if info.is_published():  # acknowledged before we registered
                 self._acks.pop(info.mid, None)
                 return
-            await future
+            try:
+                await asyncio.wait_for(future, PUBLISH_ACK_SECONDS)
+            except TimeoutError:
+                self._acks.pop(info.mid, None)
+                raise NotConnected(f"the broker did not acknowledge the message to {topic} within "
+                                   f"{PUBLISH_ACK_SECONDS:.0f} s (paho resends it after reconnecting)") from None
 
     def stats(self) -> dict[str, Any]:
         return {

@@ -20,6 +20,7 @@ _LOGGER = logging.getLogger(__name__)
 PREVIEW_BYTES = 1024  # of each raw message kept for diagnostics
 # A device logged for a malformed payload is logged again (at WARNING) after this long.
 RELOG_SECONDS = 3600.0
+MAX_DISCOVERY_KEYS = 1000  # discovery topics with errors remembered
 
 
 @dataclass
@@ -94,8 +95,13 @@ class Diagnostics:
         self._count_error(counters, message.topic, reason, f"{entity.entity_id} ({self._device_name(entity)})")
 
     def discovery_error(self, discovery_key: str, topic: str, reason: str) -> None:
-        """A discovery payload that could not be used, counted per discovery topic's device."""
-        counters = self.discovery_errors.setdefault(discovery_key, DeviceCounters())
+        """A discovery payload that could not be used, counted per discovery topic. Topics are
+        the sender's to choose: the table keeps the latest MAX_DISCOVERY_KEYS of them."""
+        discovery_key = discovery_key[:300]
+        counters = self.discovery_errors.pop(discovery_key, None) or DeviceCounters()
+        self.discovery_errors[discovery_key] = counters  # most recent last
+        while len(self.discovery_errors) > MAX_DISCOVERY_KEYS:
+            del self.discovery_errors[next(iter(self.discovery_errors))]
         counters.messages += 1
         self._count_error(counters, topic, reason, f"discovery {discovery_key}")
 

@@ -43,7 +43,7 @@ MAX_DISCOVERY_BYTES = 65536
 class Discovered:
     """What one discovery id currently maps to."""
 
-    discovery_id: str
+    discovery_id: tuple[str, ...]
     topic: str
     payload: dict[str, Any]  # expanded, before validation: compared to skip repeats
     entity: MqttEntity | None = None
@@ -62,12 +62,14 @@ class Discovery:
     def __init__(self, runtime: MqttRuntime, prefix: str) -> None:
         self.runtime = runtime
         self.prefix = prefix
-        self.items: dict[str, Discovered] = {}
+        # By discovery id: (component, node_id, object_id), or ("device", node_id, object_id,
+        # component key) for device discovery; node_id is "" when the topic has none.
+        self.items: dict[tuple[str, ...], Discovered] = {}
         self.stats = DiscoveryStats()
         # Messages of one discovery topic are handled in order, one at a time.
         self._queues: dict[str, asyncio.Queue[bytes]] = {}
         self._workers: dict[str, asyncio.Task[None]] = {}
-        self._device_components: dict[str, set[str]] = {}  # device object_id -> component keys
+        self._device_components: dict[tuple[str, str], set[str]] = {}  # (node_id, object_id) -> keys
         self._unsubscribe = None
 
     def start(self) -> None:
@@ -109,8 +111,8 @@ class Discovery:
                 payload = queue.get_nowait()
                 try:
                     await self._handle(topic, match, payload)
-                except Exception as err:
-                    _LOGGER.exception("MQTT discovery on %s failed", topic)
+                except Exception as err:  # one device's config never stops discovery
+                    _LOGGER.debug("MQTT discovery on %s failed", topic, exc_info=True)
                     self._error(topic, topic, f"{type(err).__name__}: {err}")
         finally:
             del self._workers[topic]
@@ -122,14 +124,15 @@ class Discovery:
         self.runtime.diagnostics.discovery_error(key, topic, reason)
 
     async def _handle(self, topic: str, match: re.Match[str], raw: bytes) -> None:
-        component, node_id, object_id = match["component"], match["node_id"], match["object_id"]
+        component, object_id = match["component"], match["object_id"]
+        node_id = match["node_id"] or ""
         is_device = component == "device"
         if not raw:
             if is_device:
-                for key in list(self._device_components.pop(object_id, ())):
-                    await self._remove(f"device/{object_id}/{key}")
+                for key in list(self._device_components.pop((node_id, object_id), ())):
+                    await self._remove(("device", node_id, object_id, key))
             else:
-                await self._remove(self._single_id(component, node_id, object_id))
+                await self._remove((component, node_id, object_id))
             return
         if len(raw) > MAX_DISCOVERY_BYTES:
             self._error(topic, topic, f"discovery payload of {len(raw)} bytes is over {MAX_DISCOVERY_BYTES}")
@@ -144,21 +147,18 @@ class Discovery:
             return
         payload = expand(payload)
         if is_device:
-            await self._handle_device(topic, object_id, payload)
+            await self._handle_device(topic, node_id, object_id, payload)
             return
         payload = apply_base_topic(payload)
-        discovery_id = self._single_id(component, node_id, object_id)
+        discovery_id = (component, node_id, object_id)
         if payload.get("migrate_discovery"):
             if (item := self.items.get(discovery_id)) is not None:
                 item.migrating = True  # the device config will take this entity over
             return
         await self._apply(discovery_id, topic, component, payload)
 
-    @staticmethod
-    def _single_id(component: str, node_id: str | None, object_id: str) -> str:
-        return f"{component}/{node_id}/{object_id}" if node_id else f"{component}/{object_id}"
-
-    async def _handle_device(self, topic: str, object_id: str, payload: dict[str, Any]) -> None:
+    async def _handle_device(self, topic: str, node_id: str, object_id: str,
+                             payload: dict[str, Any]) -> None:
         components = payload.get("components")
         if not isinstance(payload.get("device"), dict) or not isinstance(components, dict):
             self._error(topic, topic, "a device discovery payload needs a `dev` (device) object "
@@ -169,7 +169,7 @@ class Discovery:
         shared = {k: v for k, v in payload.items() if k in _SHARED_ROOT_OPTIONS or k == "~"}
         seen: set[str] = set()
         for key, component_config in components.items():
-            discovery_id = f"device/{object_id}/{key}"
+            discovery_id = ("device", node_id, object_id, str(key))
             if not isinstance(component_config, dict) or not isinstance(component_config.get("platform"), str):
                 self._error(topic, topic, f"component {key!r} needs a `p` (platform)")
                 continue
@@ -182,17 +182,20 @@ class Discovery:
             if "origin" in payload:
                 config["origin"] = payload["origin"]
             await self._apply(discovery_id, topic, platform, config)
-        for key in self._device_components.get(object_id, set()) - seen:
-            await self._remove(f"device/{object_id}/{key}")  # left out of the new config
-        self._device_components[object_id] = seen
+        for key in self._device_components.get((node_id, object_id), set()) - seen:
+            await self._remove(("device", node_id, object_id, key))  # left out of the new config
+        self._device_components[(node_id, object_id)] = seen
 
     # --- entities -------------------------------------------------------------------------
 
-    async def _apply(self, discovery_id: str, topic: str, component: str, payload: dict[str, Any]) -> None:
+    async def _apply(self, discovery_id: tuple[str, ...], topic: str, component: str,
+                     payload: dict[str, Any]) -> None:
         runtime = self.runtime
         cls = runtime.platforms.get(component)
         if cls is None:
-            self.stats.ignored_components[component] = self.stats.ignored_components.get(component, 0) + 1
+            ignored = self.stats.ignored_components
+            if component in ignored or len(ignored) < 100:  # names are the sender's to choose
+                ignored[component] = ignored.get(component, 0) + 1
             self._error(topic, topic, f"component {component!r} is not supported")
             return
         item = self.items.get(discovery_id)
@@ -205,11 +208,13 @@ class Discovery:
             return
         self.stats.configs += 1
         if item is not None and item.entity is not None:
-            if item.entity.PLATFORM == component:
+            if item.entity.PLATFORM == component and item.entity.unique_id == config.get("unique_id"):
                 item.payload = payload
                 await item.entity.update_discovery(config)
                 return
-            await self._remove(discovery_id)  # a different platform: start again
+            # Another platform or another unique_id: a different entity. Start again (and let
+            # the new unique_id go through the duplicate check below).
+            await self._remove(discovery_id, force=True)
         # A new discovery id: maybe a migration from a single-component topic, by unique_id.
         unique_id = config.get("unique_id")
         if unique_id is not None:
@@ -226,16 +231,17 @@ class Discovery:
                     await other.entity.update_discovery(config)
                     return
         entity = cls(runtime, config, discovery_id)
-        added = runtime.add_entity(entity)
-        if added is None and entity.unique_id is None:
+        if not runtime.add_entity(entity):
+            self._error(topic, topic, f"{component} {config.get('unique_id') or config.get('name')!r} "
+                        "could not be added (its id is taken by another entity)")
             return
         self.items[discovery_id] = Discovered(discovery_id, topic, payload, entity)
 
-    async def _remove(self, discovery_id: str) -> None:
+    async def _remove(self, discovery_id: tuple[str, ...], force: bool = False) -> None:
         item = self.items.pop(discovery_id, None)
         if item is None or item.entity is None:
             return
-        if item.migrating:
+        if item.migrating and not force:
             self.items[discovery_id] = item  # cleared during a migration: keep the entity
             return
         self.stats.removed += 1

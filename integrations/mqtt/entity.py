@@ -35,6 +35,9 @@ if TYPE_CHECKING:
 _LOGGER = logging.getLogger(__name__)
 
 PAYLOAD_NONE = "None"  # HA: a template rendering "None" resets the state to unknown
+# Templates come from devices and run for every message on the event loop: a slow one (from a
+# broken or hostile discovery payload) is cut off quickly and counted as a bad message.
+DEVICE_TEMPLATE_SECONDS = 0.05
 
 # --- option validators shared by every platform -------------------------------------------------
 
@@ -198,7 +201,8 @@ class MqttEntity(Entity):
     # (HA's UI then offers both on and off buttons).
     ASSUMED_WHEN_OPTIMISTIC: ClassVar[bool] = False
 
-    def __init__(self, runtime: MqttRuntime, config: dict[str, Any], discovery_id: str | None = None) -> None:
+    def __init__(self, runtime: MqttRuntime, config: dict[str, Any],
+                 discovery_id: tuple[str, ...] | None = None) -> None:
         self.runtime = runtime
         self.discovery_id = discovery_id
         self.config: dict[str, Any] = {}
@@ -284,6 +288,9 @@ class MqttEntity(Entity):
         config = self.config
         connection = self.runtime.connection
         owner = self.entity_id
+        # Before subscribing: a retained state may arrive inside subscribe() and must find
+        # the entity waiting for it (and a config without expire_after never expires).
+        self._expired = bool(config.get("expire_after"))
         handlers = dict(self.subscriptions())
         if config.get("json_attributes_topic"):
             handlers["json_attributes_topic"] = self._on_json_attributes
@@ -295,8 +302,6 @@ class MqttEntity(Entity):
             self._unsubscribes.append(connection.subscribe(
                 item["topic"], self._guard(self._availability_handler(item), "availability"),
                 config["qos"], owner))
-        if config.get("expire_after"):
-            self._expired = True  # until the first state arrives: HA shows it unavailable
         self._unsubscribes.append(self.runtime.connection.add_connection_listener(self._on_connection))
         self.update_available()
 
@@ -310,15 +315,18 @@ class MqttEntity(Entity):
 
     async def update_discovery(self, config: dict[str, Any]) -> None:
         """A later discovery payload for this entity: take the new options at once."""
-        self._unsubscribe()
+        await self.removing()  # subscriptions and the platform's timers
         self._availability.clear()
         self._availability_latest = None
+        old_device = self.device_id
         self.apply_config(config)
         if self.hub is not None:
             if self.device_info:
                 self.device_id = self.hub.devices.get_or_create(integration="mqtt", **self.device_info).id
             self._subscribe()
             self.write_state()
+            if old_device and old_device != self.device_id:
+                self.runtime.forget_device_if_unused(old_device)
 
     def _guard(self, handler: Callable[[Message], None], key: str) -> Callable[[Message], None]:
         """Every message is recorded for diagnostics; a handler that raises counts as a
@@ -335,10 +343,11 @@ class MqttEntity(Entity):
                 return
             try:
                 handler(message)
-            except (ValueError, TypeError, KeyError, TemplateError, vol.Invalid, UnicodeError) as err:
+            except (ValueError, TypeError, KeyError, LookupError, TemplateError, vol.Invalid) as err:
                 diagnostics.malformed(self, message, f"{key}: {err}")
-            except Exception as err:
-                _LOGGER.exception("%s: handling %s failed", self.entity_id, message.topic)
+            except Exception as err:  # a device must never take the hub down
+                # Counted and logged once per device like any bad payload; the trace for debugging.
+                _LOGGER.debug("%s: handling %s failed", self.entity_id, message.topic, exc_info=True)
                 diagnostics.malformed(self, message, f"{key}: {type(err).__name__}: {err}")
 
         return handle
@@ -364,7 +373,7 @@ class MqttEntity(Entity):
             except orjson.JSONDecodeError:
                 pass  # not JSON: `value_json` stays undefined, as in HA
         variables["entity_id"] = self.entity_id
-        return template.render(variables, parse_result=False)
+        return template.render(variables, parse_result=False, max_seconds=DEVICE_TEMPLATE_SECONDS)
 
     def has_template(self, key: str) -> bool:
         return key in self._templates
@@ -440,7 +449,8 @@ class MqttEntity(Entity):
                     variables["value_json"] = orjson.loads(message.payload)
                 except orjson.JSONDecodeError:
                     pass
-                text = str(template.render(variables, parse_result=False))
+                text = str(template.render(variables, parse_result=False,
+                                           max_seconds=DEVICE_TEMPLATE_SECONDS))
             if text == item["payload_available"]:
                 available = True
             elif text == item["payload_not_available"]:

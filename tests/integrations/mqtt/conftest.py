@@ -161,8 +161,8 @@ async def devices() -> AsyncIterator[Callable[..., Any]]:
 def mqtt_config(broker: str | Mosquitto, extra: str = "") -> str:
     """configuration.yaml text for a hub on `broker` ("embedded" listens on a free port with
     anonymous devices allowed, so that tests need no credential unless they are about them)."""
-    if isinstance(broker, Mosquitto):
-        head = f"mqtt:\n  broker: {broker.url}\n"
+    if isinstance(broker, Mosquitto) or broker.startswith(("mqtt://", "mqtts://", "ws://")):
+        head = f"mqtt:\n  broker: {broker.url if isinstance(broker, Mosquitto) else broker}\n"
     else:
         head = ("mqtt:\n  embedded_broker:\n    host: 127.0.0.1\n    port: 0\n"
                 "    allow_anonymous: true\n")

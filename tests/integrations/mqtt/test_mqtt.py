@@ -310,3 +310,72 @@ async def test_a_hub_reaches_an_external_broker_over_tls_or_websocket(
     for value in ("1", "2", "3"):
         await device.publish("remote/value", value, qos=1)
     await wait_for(lambda: client_hub.states.get("sensor.remote").state == "3", what="over " + scheme)
+
+
+async def test_one_device_cannot_remove_or_take_over_anothers_entities(mqtt_hub: Any, devices: Any) -> None:
+    """Discovery ids include the node id, and a unique_id already taken (by YAML or another
+    device) is refused, never shared."""
+    hub = await mqtt_hub("embedded", "  sensor:\n    - name: Yaml\n      unique_id: taken\n"
+                                     "      state_topic: yaml/t\n")
+    port = broker_port(hub, "embedded")
+    alice = await devices(port, "alice")
+    bob = await devices(port, "bob")
+    await alice.publish(f"{PREFIX}/device/alice/config", {
+        "dev": {"ids": ["alice"], "name": "Alice"}, "o": {"name": "fw"},
+        "cmps": {"t": {"p": "sensor", "name": "T", "stat_t": "alice/t", "uniq_id": "alice_t"}}})
+    await wait_for(lambda: hub.states.get("sensor.alice_t"))
+    # bob's own node id, alice's object id: a different discovery topic, not alice's
+    await bob.publish(f"{PREFIX}/device/bob/alice/config", b"")
+    await bob.publish(f"{PREFIX}/sensor/bob/steal/config",
+                      {"name": "Steal", "stat_t": "bob/x", "uniq_id": "alice_t"})
+    await bob.publish(f"{PREFIX}/sensor/bob/yaml/config",
+                      {"name": "Steal2", "stat_t": "bob/x", "uniq_id": "taken"})
+    await bob.publish(f"{PREFIX}/sensor/bob/mine/config", {"name": "Mine", "stat_t": "bob/x", "uniq_id": "bob_1"})
+    await wait_for(lambda: hub.states.get("sensor.mine"))
+    # ... and a later update cannot switch its unique_id to alice's either.
+    await bob.publish(f"{PREFIX}/sensor/bob/mine/config", {"name": "Mine", "stat_t": "bob/x", "uniq_id": "alice_t"})
+    await bob.publish("bob/x", "666")
+    await alice.publish("alice/t", "20")
+    await wait_for(lambda: hub.states.get("sensor.alice_t").state == "20")
+    await asyncio.sleep(0.1)
+    assert hub.states.get("sensor.alice_t").state == "20"
+    assert hub.states.get("sensor.yaml").state == "unknown"
+    assert hub.entity_registry.get("sensor.yaml") is not None
+    errors = [c.last_error for c in hub.data["mqtt"].diagnostics.discovery_errors.values()]
+    assert sum("already used" in e or "taken" in e for e in errors) >= 2, errors
+
+
+async def test_retained_state_with_expire_after_and_a_second_entity_on_a_shared_topic(
+        broker: Any, mqtt_hub: Any, devices: Any) -> None:
+    hub = await mqtt_hub(broker)
+    device = await devices(broker_port(hub, broker), "shared")
+    await device.publish("shared/state", {"t": 5, "h": 50}, qos=1, retain=True)
+    await device.publish(f"{PREFIX}/sensor/shared/t/config", {
+        "name": "T", "stat_t": "shared/state", "val_tpl": "{{ value_json.t }}", "exp_aft": 60,
+        "uniq_id": "shared_t"}, qos=1)
+    await wait_for(lambda: hub.states.get("sensor.t") is not None and hub.states.get("sensor.t").state == "5",
+                   what="the retained state, not unavailable")
+    await device.publish(f"{PREFIX}/sensor/shared/h/config", {
+        "name": "H", "stat_t": "shared/state", "val_tpl": "{{ value_json.h }}", "uniq_id": "shared_h"}, qos=1)
+    await wait_for(lambda: hub.states.get("sensor.h") is not None and hub.states.get("sensor.h").state == "50",
+                   what="the retained state for the second entity on the topic")
+
+
+async def test_external_broker_password_stays_out_of_logs_and_hub_publishes_keep_their_order(
+        mosquitto: Mosquitto, mqtt_hub: Any, devices: Any, caplog: pytest.LogCaptureFixture) -> None:
+    mosquitto.stop()
+    mosquitto.extra_config = f"password_file {mosquitto.directory}/passwd\n"
+    import subprocess
+    subprocess.run(["mosquitto_passwd", "-b", "-c", str(mosquitto.directory / "passwd"), "hub", "S3cret-pass"],
+                   check=True, capture_output=True)
+    mosquitto.start()
+    with caplog.at_level("DEBUG"):
+        hub = await mqtt_hub(mosquitto.url.replace("mqtt://", "mqtt://hub:S3cret-pass@"))
+        device = await devices(mosquitto.port, "listener", "hub", "S3cret-pass")
+        await device.subscribe("order/#", qos=1)
+        for index in range(2000):
+            await hub.services.call("mqtt", "publish", {"topic": "order/x", "payload": str(index)})
+        await wait_for(lambda: len(device.received("order/x")) == 2000, timeout=20)
+    received = [int(m.payload) for m in device.received("order/x")]
+    assert received == list(range(2000))
+    assert "S3cret-pass" not in caplog.text
