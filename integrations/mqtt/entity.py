@@ -113,7 +113,7 @@ _DEVICE = vol.Schema(
     {
         vol.Optional("identifiers"): vol.Any([vol.Coerce(str)], vol.All(
             vol.Any(str, int), vol.Coerce(str), lambda v: [v])),  # one id or a list of them
-        vol.Optional("connections"): [vol.All(vol.ExactSequence((vol.Coerce(str), vol.Coerce(str))), tuple)],
+        vol.Optional("connections"): [vol.All(vol.ExactSequence((vol.Coerce(str), vol.Coerce(str))), vol.Coerce(tuple))],
         vol.Optional("name"): vol.Any(None, vol.Coerce(str)),
         vol.Optional("manufacturer"): vol.Coerce(str),
         vol.Optional("model"): vol.Coerce(str),

@@ -379,3 +379,31 @@ async def test_external_broker_password_stays_out_of_logs_and_hub_publishes_keep
     received = [int(m.payload) for m in device.received("order/x")]
     assert received == list(range(2000))
     assert "S3cret-pass" not in caplog.text
+
+
+async def test_discovery_ids_names_categories_and_forced_updates(mqtt_hub: Any, devices: Any) -> None:
+    hub = await mqtt_hub("embedded")
+    device = await devices(broker_port(hub, "embedded"), "opts")
+    mac = {"cns": [["mac", "AA:BB:CC:00:11:22"]], "name": "Plug", "mf": "Shelly"}
+    await device.publish(f"{PREFIX}/sensor/opts/power/config", {
+        "name": "Power", "stat_t": "opts/power", "uniq_id": "opts_power", "dev": mac,
+        "def_ent_id": "sensor.plug_power_custom", "frc_upd": True, "unit_of_meas": "W"})
+    await device.publish(f"{PREFIX}/sensor/opts/legacy/config", {
+        "name": "Legacy", "stat_t": "opts/legacy", "uniq_id": "opts_legacy", "obj_id": "old_style_id",
+        "dev": {"cns": [["mac", "aa:bb:cc:00:11:22"]]}, "ent_cat": "diagnostic"})
+    await device.publish(f"{PREFIX}/sensor/opts/hidden/config", {
+        "name": "Hidden", "stat_t": "opts/hidden", "uniq_id": "opts_hidden", "en": False, "dev": mac})
+    await wait_for(lambda: hub.states.get("sensor.old_style_id") and hub.states.get("sensor.plug_power_custom"))
+    # Both share one device by its connection (MAC case does not matter); the hidden one is
+    # registered but disabled, as its `enabled_by_default: false` says.
+    plug = hub.devices.get_device(connections=[("mac", "aa:bb:cc:00:11:22")])
+    entries = {e.entity_id: e for e in hub.entity_registry.entries_for_device(plug.id)}
+    assert set(entries) == {"sensor.plug_power_custom", "sensor.old_style_id", "sensor.plug_hidden"}
+    assert entries["sensor.plug_hidden"].disabled_by == "integration"
+    assert hub.states.get("sensor.plug_hidden") is None
+    assert entries["sensor.old_style_id"].entity_category == "diagnostic"
+    changes: list[str] = []
+    hub.states.listen("sensor.plug_power_custom", lambda event: changes.append(event.data["new_state"].state))
+    for _ in range(3):
+        await device.publish("opts/power", "7")  # the same value: recorded every time (force_update)
+    await wait_for(lambda: len(changes) == 3, what="three forced updates")
