@@ -509,19 +509,28 @@ def test_the_default_configuration_is_written_once_and_loads_cleanly(tmp_path: P
     hub_config = load_configuration(config_dir)
     assert isinstance(hub_config, HubConfig)
     assert hub_config.issues == []
-    assert hub_config.integrations == {"demo": None}
-    valid, issues = validate_integration_configs(hub_config, {"demo": DEMO_SCHEMA}, {"demo"})
-    assert valid == {"demo": None} and issues == []
+    assert hub_config.integrations == {"mqtt": None, "demo": None}
+    from integrations.mqtt import CONFIG_SCHEMA as MQTT_SCHEMA
+
+    valid, issues = validate_integration_configs(
+        hub_config, {"demo": DEMO_SCHEMA, "mqtt": MQTT_SCHEMA}, {"demo", "mqtt"})
+    assert issues == [] and valid["demo"] is None
+    assert valid["mqtt"]["broker"] == "embedded"  # the embedded broker, secure by default
+    assert valid["mqtt"]["embedded_broker"]["allow_anonymous"] is False
 
 
 def test_the_commented_examples_in_the_default_configuration_are_valid(tmp_path: Path) -> None:
-    examples = re.findall(r"^# ( *[a-z_]+:.*)$|^(demo:)$", DEFAULT_CONFIGURATION, re.M)
-    uncommented = "\n".join(a or b for a, b in examples if "mqtt" not in a and "!secret" not in a)
+    examples = re.findall(r"^# ( *[a-z_]+:.*)$|^((?:demo|mqtt):)$", DEFAULT_CONFIGURATION, re.M)
+    uncommented = "\n".join(a or b for a, b in examples if "!secret" not in a)
     write(tmp_path / "configuration.yaml", uncommented)
     hub_config = load_configuration(tmp_path)
     assert hub_config.issues == []
     assert hub_config.core["time_zone"] == "Europe/Amsterdam"
-    assert hub_config.integrations == {"http": {"server_port": 8123}, "demo": None}
+    assert hub_config.integrations == {
+        "http": {"server_port": 8123},
+        "mqtt": {"embedded_broker": {"port": 1883, "tls_port": 8883}},
+        "demo": None,
+    }
 
 
 # --- atomic_write ------------------------------------------------------------------------------
