@@ -61,10 +61,7 @@ def _publish_packet(topic: bytes, payload: bytes) -> bytes:
             return b"\x30" + bytes(encoded) + body
 
 
-def flat_out(port: int, topics: list[str], count: int) -> int:
-    """Readings as fast as the broker takes them: real MQTT packets written in batches on one
-    connection (paho, one packet per call, is slower than the brokers here and would measure
-    itself)."""
+def _connect(port: int) -> socket.socket:
     sock = socket.create_connection(("127.0.0.1", port))
     client_id = f"bench-flat-{time.monotonic_ns()}".encode()
     variable = b"\x00\x04MQTT\x04\x02\x00\x3c"  # MQTT 3.1.1, clean session, keep-alive 60
@@ -72,17 +69,29 @@ def flat_out(port: int, topics: list[str], count: int) -> int:
     sock.sendall(b"\x10" + bytes([len(body)]) + body)
     if sock.recv(4)[:1] != b"\x20":
         raise RuntimeError("no CONNACK")
+    return sock
+
+
+def flat_out(port: int, topics: list[str], count: int, connections: int = 10) -> int:
+    """Readings as fast as the broker takes them: real MQTT packets written in batches over
+    `connections` connections, each device's readings on one of them (paho, one packet per call,
+    is slower than the brokers here and would measure itself)."""
+    socks = [_connect(port) for _ in range(min(connections, len(topics)))]
     encoded = [topic.encode() for topic in topics]
     start = time.perf_counter()
-    batch: list[bytes] = []
+    batches: list[list[bytes]] = [[] for _ in socks]
     for seq in range(count):
-        batch.append(_publish_packet(encoded[seq % len(encoded)], b'{"t":%.6f,"n":%d}' % (time.time(), seq)))
-        if len(batch) == 200:
-            sock.sendall(b"".join(batch))
+        device = seq % len(encoded)
+        batch = batches[device % len(socks)]
+        batch.append(_publish_packet(encoded[device], b'{"t":%.6f,"n":%d}' % (time.time(), seq)))
+        if len(batch) == 100:
+            socks[device % len(socks)].sendall(b"".join(batch))
             batch.clear()
-    sock.sendall(b"".join(batch) + b"\xe0\x00")  # and DISCONNECT
+    for sock, batch in zip(socks, batches):
+        sock.sendall(b"".join(batch) + b"\xe0\x00")  # and DISCONNECT
     elapsed = time.perf_counter() - start
-    sock.close()
+    for sock in socks:
+        sock.close()
     return round(count / elapsed)
 
 
