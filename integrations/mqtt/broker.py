@@ -1,16 +1,16 @@
 """The hub's embedded MQTT broker: amqtt, secure by default, with the hub on its fast path.
 
 Devices log in with their own credentials (`credentials.py`, `hub mqtt user add`); anonymous
-clients are refused unless `allow_anonymous` is on. Every PUBLISH a client sends goes, in the
-broker's receive path and in this order, through: the payload size limit, the client's rate
-limit (a token bucket), topic validation and the client's publish ACL (cached per client and
-topic), then to the hub's `on_message` callback (synchronously: no task, no loopback client),
-the retained store and every subscribed client allowed to receive it, at min(publish QoS,
-subscription QoS).
+clients are refused unless `allow_anonymous` is on. Every PUBLISH a client sends (QoS 0, 1 and
+2 alike, on arrival) goes, in the broker's receive path and in this order, through: the payload
+size limit, the client's rate limit (a token bucket), topic validation and the client's publish
+ACL (cached per client and topic), then to the hub's `on_message` callback (synchronously: no
+task, no loopback client), the retained store and every subscribed client allowed to receive
+it, at min(publish QoS, subscription QoS).
 
-amqtt 0.12 does the protocol work (packet codec, QoS 1/2 flows, sessions, listeners);
-`_HubBroker` replaces its per-message plugin events and broadcast queue, which cost several
-tasks per message, and closes these amqtt defects:
+amqtt 0.12 does the protocol work (packet codec, sessions, listeners); `_HubBroker` replaces its
+per-message plugin events and broadcast queue, which cost several tasks per message, and closes
+these amqtt defects:
 
 1. a connecting client got the retained messages of every other client's subscriptions,
    bypassing its ACL: it now gets retained messages for its own subscriptions only, if allowed;
@@ -26,6 +26,18 @@ could be published to a topic the client may not publish to; messages queued for
 persistent session were delivered with the retain flag set; a client holding overlapping
 subscriptions got one copy per subscription; a re-subscription kept the old QoS; a listener
 that failed to bind left the others open; a connection that never sent CONNECT stayed open.
+
+Nothing a client can do makes the broker hold an unbounded amount of memory or tasks:
+
+- a packet larger than the limits is not read (the connection is closed); an incoming QoS 2
+  message is checked and delivered on arrival and only its packet id is kept until PUBREL
+  (MQTT's "method B"), at most QOS2_PENDING_MAX per client;
+- what waits for a slow client is capped (`max_queued_messages`, `max_queued_bytes`): QoS 0
+  messages beyond are dropped for it, a client that falls that far behind with QoS 1/2 is
+  disconnected, and so is one that takes in nothing for WRITE_TIMEOUT seconds;
+- logins waiting for a password check, connections in all and from one address, retained
+  messages and persistent sessions per credential are capped too;
+- a client id whose session belongs to another credential is refused, not taken over.
 """
 
 from __future__ import annotations
@@ -39,6 +51,7 @@ import math
 import socket
 import ssl
 import time
+from collections import deque
 from collections.abc import Callable
 from contextlib import suppress
 from datetime import UTC, datetime, timedelta
@@ -51,6 +64,8 @@ from amqtt.adapters import (
     ReaderAdapter,
     StreamReaderAdapter,
     StreamWriterAdapter,
+    WebSocketsReader,
+    WebSocketsWriter,
     WriterAdapter,
 )
 from amqtt.broker import Broker
@@ -64,9 +79,15 @@ from amqtt.mqtt.connack import (
 )
 from amqtt.mqtt.constants import QOS_0, QOS_1, QOS_2
 from amqtt.mqtt.disconnect import DisconnectPacket
+from amqtt.mqtt.packet import PUBLISH
 from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
 from amqtt.mqtt.puback import PubackPacket
+from amqtt.mqtt.pubcomp import PubcompPacket
 from amqtt.mqtt.publish import PublishPacket
+from amqtt.mqtt.pubrec import PubrecPacket
+from amqtt.mqtt.pubrel import PubrelPacket
+from amqtt.mqtt.subscribe import SubscribePacket
+from amqtt.mqtt.unsubscribe import UnsubscribePacket
 from amqtt.session import ApplicationMessage, Session
 from transitions import MachineError
 
@@ -91,17 +112,27 @@ _LOGGER = logging.getLogger(__name__)
 RETAINED_STORAGE_KEY: Final = "mqtt_retained"
 TLS_DIRECTORY: Final = "mqtt_tls"
 CONNECT_TIMEOUT: Final = 10.0  # seconds a new connection has to send CONNECT
+WRITE_TIMEOUT: Final = 30.0  # a client that takes in nothing for this long is disconnected
+CLOSE_TIMEOUT: Final = 5.0  # a polite close that takes longer is cut short
 MAINTENANCE_INTERVAL: Final = 2.0  # credential file check, retained save, client pruning
 RETAINED_SAVE_DELAY: Final = 30.0  # retained changes are written at most this often
 SESSION_EXPIRY: Final = 7 * 86400  # an offline persistent session is forgotten after a week
 OFFLINE_QUEUE_LIMIT: Final = 1000  # QoS 1/2 messages kept for one offline persistent session
 OUT_BUFFER_LIMIT: Final = 4 * 1024 * 1024  # a QoS 0 message to a client this far behind is dropped
+DELIVERY_WINDOW: Final = 20  # QoS 1/2 deliveries to one client awaiting its acknowledgement
+QOS2_PENDING_MAX: Final = 20  # QoS 2 messages from one client awaiting its PUBREL (MQTT 5's
+# receive maximum); a client sending more is disconnected
+WRITES_WAITING_MAX: Final = 256  # answers (PUBACK, SUBACK, PINGRESP...) to one client that wait
+# to be written: a client that keeps asking but takes in no answers is disconnected
+CONTROL_PACKET_LIMIT: Final = 4 * 65536  # bytes in any packet but PUBLISH (a CONNECT's four
+# 64 KiB fields fit)
 ACL_CACHE_SIZE: Final = 4096  # per client and direction
 FLOOD_GAP: Final = 10.0  # seconds without rate drops that end a flood (one log line per flood)
 CLIENT_MEMORY: Final = 86400.0  # disconnected clients stay in clients() for a day
 CLIENT_MEMORY_MAX: Final = 1000
 AUTH_CONCURRENCY: Final = 2  # scrypt verifications at once; more wait (a guessing flood cannot
 # take every executor thread)
+LOGINS_WAITING_MAX: Final = 32  # logins waiting for a verification slot; more are refused
 WARN_AGAIN_AFTER: Final = 600.0  # a refused login is logged at WARNING once per user/address
 
 _PORT = vol.All(int, vol.Range(min=0, max=65535))
@@ -134,7 +165,21 @@ BROKER_SCHEMA: Final = vol.All(vol.Schema({
     # per client; 0: unlimited. The burst is one second's worth.
     vol.Optional("max_messages_per_second", default=2000): vol.All(
         vol.Coerce(float), vol.Range(min=0)),
-    vol.Optional("max_connections", default=0): vol.All(int, vol.Range(min=0)),  # 0: unlimited
+    # Connections at once, in all and from one IP address (0: unlimited).
+    vol.Optional("max_connections", default=1000): vol.All(int, vol.Range(min=0)),
+    vol.Optional("max_connections_per_address", default=64): vol.All(int, vol.Range(min=0)),
+    # What may wait for one client, connected but slow or offline with a persistent session
+    # (which keeps at most 1000 messages). Past either limit QoS 0 messages are dropped for it,
+    # and a connected client that falls this far behind with QoS 1/2 messages is disconnected.
+    vol.Optional("max_queued_messages", default=10000): vol.All(int, vol.Range(min=1)),
+    vol.Optional("max_queued_bytes", default=32 * 1024 * 1024): vol.All(int, vol.Range(min=1)),
+    # Retained messages kept (count, and bytes of topics and payloads): past either limit a
+    # retained message to a new topic is not kept (it is still delivered).
+    vol.Optional("max_retained_messages", default=10000): vol.All(int, vol.Range(min=0)),
+    vol.Optional("max_retained_bytes", default=64 * 1024 * 1024): vol.All(int, vol.Range(min=0)),
+    # Persistent sessions (clean_session off) one credential may keep; past it the one offline
+    # the longest is dropped.
+    vol.Optional("max_sessions_per_user", default=20): vol.All(int, vol.Range(min=1)),
     vol.Optional("persist_retained", default=True): bool,
 }), _check_tls)
 
@@ -230,8 +275,8 @@ class _Client:
         "address", "anonymous", "broker", "bytes_in", "client_id", "connected", "connected_since",
         "cred", "done", "dropped_acl", "dropped_out", "dropped_oversize", "dropped_rate",
         "handler", "last_seen", "listener", "may_pub", "may_recv", "messages_in", "messages_out",
-        "oversize_logged", "pending", "rate_drop_at", "session", "slow_logged", "stamp", "subs",
-        "tokens", "transport", "username",
+        "offline_bytes", "oversize_logged", "qos2_ids", "qos2_logged", "rate_drop_at", "session",
+        "slow_logged", "stamp", "subs", "tokens", "transport", "username",
     )
 
     def __init__(self, broker: _HubBroker, client_id: str) -> None:
@@ -255,9 +300,11 @@ class _Client:
         self.rate_drop_at = -math.inf
         self.oversize_logged = False
         self.slow_logged = False
+        self.qos2_logged = False
         self.subs: dict[str, tuple[int, Callable[[], None]]] = {}  # filter -> (qos, remove)
         self.done: asyncio.Event | None = None  # set when its current connection has ended
-        self.pending = 0  # QoS 1/2 deliveries (tasks) not finished
+        self.qos2_ids: set[int] = set()  # QoS 2 messages received, PUBREL not yet (its session's)
+        self.offline_bytes = 0  # payload bytes in its offline session's queue
         self.messages_in = self.bytes_in = self.messages_out = 0
         self.dropped_acl = self.dropped_oversize = self.dropped_rate = self.dropped_out = 0
 
@@ -279,55 +326,267 @@ class _Client:
         }
 
 
+# -- one connection -------------------------------------------------------------------------------
+
 class _PacketTooLarge(AMQTTError):
     pass
 
 
 class _BoundedReader(ReaderAdapter):
-    """Refuses to read a packet part so large that holding it would threaten the hub's memory
-    (payloads a little over `max_payload_bytes` are read and then dropped; these close the
-    connection)."""
+    """A connection's bytes for amqtt's packet reader, framed here by the packets' fixed headers
+    so that a packet too large to hold is refused before it is read: a PUBLISH over `limit`
+    bytes (payloads a little over `max_payload_bytes` are read and then dropped), any other
+    packet over CONTROL_PACKET_LIMIT (amqtt would build a SUBSCRIBE's list of filters, however
+    long). A packet whose fields run past its length is refused too. Either closes the
+    connection."""
 
-    __slots__ = ("_limit", "_reader")
+    __slots__ = ("_header", "_left", "_limit", "_reader", "_stopped")
 
     def __init__(self, reader: ReaderAdapter, limit: int) -> None:
         self._reader = reader
         self._limit = limit
+        self._header = b""  # the fixed header read ahead, still to be handed to amqtt
+        self._left = 0  # bytes of the current packet's body not yet read
+        self._stopped = False
+
+    def stop(self) -> None:
+        """Read nothing more, not even what has arrived already: the stream ends here."""
+        self._stopped = True
 
     async def read(self, n: int = -1) -> bytes:
-        if n > self._limit:
-            raise _PacketTooLarge(f"a packet of over {n} bytes exceeds the broker's hard limit "
-                                  f"of {self._limit} bytes; closing the connection")
-        return await self._reader.read(n)
+        if self._stopped:
+            return b""
+        if n < 0:
+            raise _PacketTooLarge("a read to the end of the stream is not allowed")
+        if not self._header and not self._left:
+            self._header = await self._next_header()
+            if not self._header:
+                return b""  # the end of the stream
+        header = self._header
+        if header:
+            data, self._header = header[:n], header[n:]
+            n -= len(data)
+            if not n:
+                return data
+        else:
+            data = b""
+        if n > self._left:
+            raise _PacketTooLarge("a packet's fields run past its length; closing the connection")
+        body = await self._reader.read(n)
+        self._left -= len(body)
+        return data + body if data else body
+
+    async def _next_header(self) -> bytes:
+        """Read the next packet's fixed header and check its remaining length."""
+        header = bytearray(await self._reader.read(1))
+        if not header:
+            return b""
+        length, multiplier = 0, 1
+        while True:
+            byte = await self._reader.read(1)
+            if not byte:
+                raise asyncio.IncompleteReadError(bytes(header), None)
+            header += byte
+            length += (byte[0] & 0x7F) * multiplier
+            if not byte[0] & 0x80:
+                break
+            multiplier *= 128
+            if multiplier > 128 ** 3:
+                raise _PacketTooLarge("an invalid packet length; closing the connection")
+        limit = self._limit if header[0] >> 4 == PUBLISH else CONTROL_PACKET_LIMIT
+        if length > limit:
+            raise _PacketTooLarge(f"a packet of {length} bytes exceeds the broker's limit of "
+                                  f"{limit} bytes; closing the connection")
+        self._left = length
+        return bytes(header)
 
     def feed_eof(self) -> None:
         self._reader.feed_eof()
 
 
-class _HubProtocolHandler(BrokerProtocolHandler):
-    """amqtt's broker-side protocol handler, handing QoS 0 and 1 PUBLISHes straight to the
-    broker (amqtt queues each one for the client's message loop to pick up) and enforcing the
-    keep-alive (amqtt ignores it)."""
+class _GuardedWriter(WriterAdapter):
+    """A connection's writer that gives up on a client taking in nothing for WRITE_TIMEOUT
+    seconds (amqtt waited forever, holding everything meant for it): the connection is cut.
+    A polite close that takes over CLOSE_TIMEOUT seconds is cut short too."""
 
-    hub_receive: Callable[[str, bytes, int, bool], bool] | None = None
+    __slots__ = ("_abort", "_aborted", "_writer", "name")
+
+    def __init__(self, writer: WriterAdapter, abort: Callable[[], None]) -> None:
+        self._writer = writer
+        self._abort = abort
+        self._aborted = False
+        self.name = "?"  # the client id, once known, for the log
+
+    def abort(self) -> None:
+        """Cut the connection at once; nothing more is written."""
+        self._aborted = True
+        self._abort()
+
+    def write(self, data: bytes) -> None:
+        if not self._aborted:
+            self._writer.write(data)
+
+    async def drain(self) -> None:
+        if self._aborted:
+            raise ConnectionResetError("the connection was cut")
+        try:
+            async with asyncio.timeout(WRITE_TIMEOUT):
+                await self._writer.drain()
+        except TimeoutError:
+            _LOGGER.warning("MQTT client %s took in nothing for %g s; disconnecting it",
+                            self.name, WRITE_TIMEOUT)
+            self.abort()
+            raise ConnectionResetError("the client takes in nothing") from None
+
+    def get_peer_info(self) -> tuple[str, int] | None:
+        return self._writer.get_peer_info()
+
+    def get_ssl_info(self) -> ssl.SSLObject | None:
+        return self._writer.get_ssl_info()
+
+    async def close(self) -> None:
+        try:
+            async with asyncio.timeout(CLOSE_TIMEOUT):
+                await self._writer.close()
+        except TimeoutError:
+            self.abort()
+
+
+def _nothing() -> None:
+    pass
+
+
+class _HubProtocolHandler(BrokerProtocolHandler):
+    """amqtt's broker-side protocol handler for one connection, with the hub's changes:
+
+    - every PUBLISH goes straight to the broker (amqtt queued each one for the client's message
+      loop, and kept a QoS 2 message, payload and all, until PUBREL, however many). A QoS 2
+      message is checked and delivered on arrival; only its packet id is kept until PUBREL,
+      which stops a resent PUBLISH from being delivered twice;
+    - it holds the connection's outgoing queue (`outbox`, sent by one task, `sender`) and the
+      QoS 1/2 deliveries awaiting acknowledgement (`window`);
+    - it enforces the keep-alive (amqtt ignores it) and cuts a client that keeps asking but
+      takes in none of the answers (amqtt held every answer and request meanwhile)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.hub_client: _Client | None = None
+        self.abort: Callable[[], None] = _nothing  # cuts the connection at once
+        self.outbox: deque[tuple[Message, int, bool]] = deque()  # (message, qos, retained)
+        self.queued_bytes = 0
+        self.sender: asyncio.Task[None] | None = None
+        self.window = 0
+        self.window_free: asyncio.Event | None = None
+        self.stalled_at: float | None = None  # when its write buffer went over OUT_BUFFER_LIMIT
+        self.writes_waiting = 0
+        self.cut_why: str | None = None
+
+    def cut(self, why: str) -> None:
+        """End the connection now, without waiting for the client (it may have stopped
+        reading); its reader ends, as when a client vanishes."""
+        if self.cut_why is None:
+            self.cut_why = why
+            client = self.hub_client
+            _LOGGER.warning("MQTT client %s %s; disconnecting it",
+                            client.client_id if client else "?", why)
+        self.abort()
 
     async def handle_publish(self, publish_packet: PublishPacket) -> None:
-        receive = self.hub_receive
-        qos = publish_packet.qos
-        if receive is None or qos == QOS_2:  # QoS 2: amqtt's flow, then _handle_message_delivery
-            await super().handle_publish(publish_packet)
+        client = self.hub_client
+        if client is None:
             return
-        topic, data = publish_packet.topic_name, publish_packet.data
-        if topic is None or data is None:
-            return
-        if qos == QOS_1:
-            ok = receive(topic, data, QOS_1, publish_packet.retain_flag)
-            await self._send_packet(PubackPacket.build(publish_packet.packet_id))
-        elif publish_packet.dup_flag:  # [MQTT-3.3.1-2]
-            ok = True
-        else:
-            ok = receive(topic, data, QOS_0, publish_packet.retain_flag)
+        try:
+            ok, answer = self._publish(client, publish_packet)
+            if answer is not None:
+                await self._send_packet(answer)
+        except Exception as err:  # noqa: BLE001 - a bad packet ends its own connection only
+            _LOGGER.warning("MQTT client %s sent a PUBLISH the broker cannot handle (%r); "
+                            "disconnecting it", client.client_id, err)
+            ok = False
         if not ok:  # a protocol violation: close the connection
+            await self.handle_connection_closed()
+
+    def _publish(self, client: _Client, packet: PublishPacket
+                 ) -> tuple[bool, PubackPacket | PubrecPacket | None]:
+        """Hand a PUBLISH to the broker: (False for a protocol violation, the acknowledgement
+        to send)."""
+        topic, data, qos = packet.topic_name, packet.data, packet.qos
+        if topic is None or data is None or qos not in (QOS_0, QOS_1, QOS_2):  # [MQTT-3.3.1-4]
+            return False, None
+        packet.payload.data = None  # type: ignore[union-attr] # a waiting PUBACK keeps no payload
+        receive = client.broker.receive
+        retain = packet.retain_flag
+        if qos == QOS_0:  # a DUP flag is a protocol error, ignored [MQTT-3.3.1-2]
+            return packet.dup_flag or receive(client, topic, data, QOS_0, retain), None
+        packet_id: int = packet.packet_id  # type: ignore[assignment]
+        if qos == QOS_1:
+            return receive(client, topic, data, QOS_1, retain), PubackPacket.build(packet_id)
+        seen = client.qos2_ids
+        if packet_id in seen:  # sent again before our PUBREC got there: once only [MQTT-4.3.3-2]
+            return True, PubrecPacket.build(packet_id)
+        if len(seen) >= QOS2_PENDING_MAX:
+            if not client.qos2_logged:
+                client.qos2_logged = True
+                _LOGGER.warning("MQTT client %s sent more than %d QoS 2 messages without "
+                                "releasing them (PUBREL); disconnecting it (logged once per "
+                                "client)", client.client_id, QOS2_PENDING_MAX)
+            return False, None
+        seen.add(packet_id)
+        return receive(client, topic, data, QOS_2, retain), PubrecPacket.build(packet_id)
+
+    async def handle_pubrel(self, pubrel: PubrelPacket) -> None:
+        if self.hub_client is not None:
+            self.hub_client.qos2_ids.discard(pubrel.packet_id)
+        await self._send_packet(PubcompPacket.build(pubrel.packet_id))  # known or not [MQTT-4.3.3-1]
+
+    # Acknowledgements of nothing are ignored quietly (amqtt logged a warning for each one).
+    async def handle_puback(self, puback: PubackPacket) -> None:
+        self._resolve(self._puback_waiters, puback.packet_id, puback)
+
+    async def handle_pubrec(self, pubrec: PubrecPacket) -> None:
+        self._resolve(self._pubrec_waiters, pubrec.packet_id, pubrec)
+
+    async def handle_pubcomp(self, pubcomp: PubcompPacket) -> None:
+        self._resolve(self._pubcomp_waiters, pubcomp.packet_id, pubcomp)
+
+    @staticmethod
+    def _resolve(waiters: dict[int, asyncio.Future[Any]], packet_id: int, packet: Any) -> None:
+        waiter = waiters.get(packet_id)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(packet)
+
+    async def handle_subscribe(self, subscribe: SubscribePacket) -> None:
+        if self._pending_subscriptions.qsize() >= WRITES_WAITING_MAX:
+            self.cut("sends subscriptions but takes in none of the answers")
+            return
+        await super().handle_subscribe(subscribe)
+
+    async def handle_unsubscribe(self, unsubscribe: UnsubscribePacket) -> None:
+        if self._pending_unsubscriptions.qsize() >= WRITES_WAITING_MAX:
+            self.cut("sends subscriptions but takes in none of the answers")
+            return
+        await super().handle_unsubscribe(unsubscribe)
+
+    async def _send_packet(self, packet: Any) -> None:
+        if self.writes_waiting >= WRITES_WAITING_MAX:
+            self.cut(f"has {WRITES_WAITING_MAX} answers waiting that it does not take in")
+            return
+        self.writes_waiting += 1
+        try:
+            await super()._send_packet(packet)
+        finally:
+            self.writes_waiting -= 1
+
+    async def send_bytes(self, data: bytes) -> None:
+        """Write an encoded packet in turn with the others (the QoS 0 deliveries that queue)."""
+        writer = self.writer
+        if writer is None:
+            return
+        try:
+            async with self._write_lock:
+                writer.write(data)
+                await writer.drain()
+        except (ConnectionResetError, BrokenPipeError):
             await self.handle_connection_closed()
 
     def handle_read_timeout(self) -> None:
@@ -358,21 +617,31 @@ class _HubBroker(Broker):
         self._rate: float = options["max_messages_per_second"]
         self._burst = max(self._rate, 1.0)
         self._max_connections: int = options["max_connections"]
+        self._max_per_address: int = options["max_connections_per_address"]
+        self._queue_max: int = options["max_queued_messages"]
+        self._queue_bytes: int = options["max_queued_bytes"]
+        self._retained_max: int = options["max_retained_messages"]
+        self._retained_bytes_max: int = options["max_retained_bytes"]
+        self._sessions_max: int = options["max_sessions_per_user"]
         self._require_cert: bool = options["require_client_certificate"]
         self._index = Subscriptions()
         self.clients: dict[str, _Client] = {}
         self.pruned: dict[str, int] = {}  # counters of forgotten clients, for the totals
         self.connections = 0
+        self._per_address: dict[str, int] = {}
         self.auth_failures = 0
         self.hub_published = 0
+        self.retained_refused = 0
+        self.retained_bytes = 0
         self._connection_tasks: dict[asyncio.Task[Any], WriterAdapter] = {}
         self._publish_tasks: set[asyncio.Task[Any]] = set()
         self._auth_slots = asyncio.Semaphore(AUTH_CONCURRENCY)
+        self._logins = 0  # verifying or waiting to
         self._refusals_logged: dict[tuple[str, str], float] = {}
-        self._full_logged_at = -math.inf
         self._handler_error_at = -math.inf
         self._stopping = False
         self.generation = self._store.generation
+        self._trim_retained()
 
     # -- listeners ---------------------------------------------------------------------------
 
@@ -465,11 +734,25 @@ class _HubBroker(Broker):
                                listener_name: str) -> None:
         transport = writer.transport
         await self._client_connected(listener_name, StreamReaderAdapter(reader),
-                                     StreamWriterAdapter(writer), transport=transport)
+                                     StreamWriterAdapter(writer), transport=transport,  # type: ignore[arg-type]
+                                     abort=transport.abort)
+
+    async def ws_connected(self, websocket: Any, listener_name: str) -> None:
+        await self._client_connected(listener_name, WebSocketsReader(websocket),
+                                     WebSocketsWriter(websocket), abort=websocket.transport.abort)
 
     async def _client_connected(self, listener_name: str, reader: ReaderAdapter,
                                 writer: WriterAdapter,
-                                transport: asyncio.WriteTransport | None = None) -> None:
+                                transport: asyncio.WriteTransport | None = None,
+                                abort: Callable[[], None] | None = None) -> None:
+        bounded = _BoundedReader(reader, self._hard_limit)
+        cut = abort or _nothing
+
+        def abort_now() -> None:  # the connection ends now, even if it has more to read
+            bounded.stop()
+            cut()
+
+        writer = _GuardedWriter(writer, abort_now)
         if self.transitions.state != "started":
             await self._close(writer)
             return
@@ -477,20 +760,29 @@ class _HubBroker(Broker):
         if task is not None:
             self._connection_tasks[task] = writer
         try:
+            peer = writer.get_peer_info()
+            if peer is None:
+                return
+            address = str(peer[0])
             if self._max_connections and self.connections >= self._max_connections:
-                now = time.monotonic()
-                if now - self._full_logged_at > 60:
-                    self._full_logged_at = now
-                    _LOGGER.warning("MQTT broker is full (max_connections: %d); refusing new "
-                                    "connections", self._max_connections)
-                await self._close(writer)
+                self._warn_limited(("full", ""), "MQTT broker is full (max_connections: %d); "
+                                   "refusing new connections", self._max_connections)
+                return
+            from_address = self._per_address.get(address, 0)
+            if self._max_per_address and from_address >= self._max_per_address:
+                self._warn_limited(("address", address), "MQTT broker has %d connections from "
+                                   "%s (max_connections_per_address); refusing more from it",
+                                   from_address, address)
                 return
             self.connections += 1
+            self._per_address[address] = from_address + 1
             try:
-                await self._serve(listener_name, _BoundedReader(reader, self._hard_limit),
-                                  writer, transport)
+                await self._serve(listener_name, address, bounded, writer, transport)
             finally:
                 self.connections -= 1
+                left = self._per_address.pop(address, 1) - 1
+                if left > 0:
+                    self._per_address[address] = left
         finally:
             if task is not None:
                 self._connection_tasks.pop(task, None)
@@ -506,13 +798,8 @@ class _HubBroker(Broker):
             await ConnackPacket.build(0, code).to_stream(writer)
         await self._close(writer)
 
-    async def _serve(self, listener_name: str, reader: ReaderAdapter, writer: WriterAdapter,
-                     transport: asyncio.WriteTransport | None) -> None:
-        peer = writer.get_peer_info()
-        if peer is None:
-            await self._close(writer)
-            return
-        address = str(peer[0])
+    async def _serve(self, listener_name: str, address: str, reader: ReaderAdapter,
+                     writer: _GuardedWriter, transport: asyncio.WriteTransport | None) -> None:
         try:
             handler, incoming = await asyncio.wait_for(
                 _HubProtocolHandler.init_from_connect(reader, writer, self.plugins_manager),
@@ -532,9 +819,27 @@ class _HubBroker(Broker):
         cred, anonymous = identity
         session, present = await self._session_for(incoming, anonymous)
         if session is None:
-            await self._refuse(writer, SERVER_UNAVAILABLE)
+            if present == IDENTIFIER_REJECTED:
+                self._log_refusal(incoming.username or "", address,
+                                  f"the client id {incoming.client_id!r} is another credential's "
+                                  "(its session is connected or kept)")
+            await self._refuse(writer, present)
             return
         client_id: str = session.client_id  # type: ignore[assignment]
+        if cred is not None:
+            # The credential may have been removed or changed while the password was checked
+            # (and the broker's check of the credential file found no client of it yet).
+            current = self._store.get(cred.name)
+            if current is None or current.password_hash != cred.password_hash:
+                self._log_refusal(cred.name, address, "its credential was removed or changed "
+                                  "while it logged in")
+                with suppress(MachineError):
+                    session.transitions.disconnect()
+                if present and current is None:
+                    await self._delete_session(client_id)
+                await self._refuse(writer, NOT_AUTHORIZED)
+                return
+            cred = current
         client = self.clients.get(client_id)
         if client is None:
             client = self.clients[client_id] = _Client(self, client_id)
@@ -546,11 +851,17 @@ class _HubBroker(Broker):
         client.may_pub.clear()
         client.may_recv.clear()
         client.tokens, client.stamp = self._burst, time.monotonic()
+        if not present:
+            client.qos2_ids.clear()
         client.done = done = asyncio.Event()
+        writer.name = client_id
         handler.attach(session, reader, writer)
-        handler.hub_receive = functools.partial(self._receive, client)
+        handler.hub_client = client
+        handler.abort = writer.abort
         self._sessions[client_id] = (session, handler)
         try:
+            if not present and not session.clean_session and not anonymous:
+                await self._limit_sessions(client.username or "", client_id)
             session.parent = present
             await handler.mqtt_connack_authorize(True)
             _LOGGER.info("MQTT client %s connected%s from %s (%s)", client_id,
@@ -585,9 +896,20 @@ class _HubBroker(Broker):
                 return None
             cred, anonymous = None, True
         else:
-            async with self._auth_slots:
-                cred = await asyncio.get_running_loop().run_in_executor(
-                    None, self._store.verify, username, incoming.password or "")
+            if self._logins >= AUTH_CONCURRENCY + LOGINS_WAITING_MAX:
+                incoming.password = None
+                self._warn_limited(("logins", ""), "MQTT broker has %d logins waiting for their "
+                                   "password check; refusing more for now (from %s...)",
+                                   LOGINS_WAITING_MAX, address)
+                await self._refuse(writer, SERVER_UNAVAILABLE)
+                return None
+            self._logins += 1
+            try:
+                async with self._auth_slots:
+                    cred = await asyncio.get_running_loop().run_in_executor(
+                        None, self._store.verify, username, incoming.password or "")
+            finally:
+                self._logins -= 1
             incoming.password = None  # keep no plaintext password around
             if cred is None:
                 self.auth_failures += 1
@@ -609,42 +931,56 @@ class _HubBroker(Broker):
                 return None
         return cred, anonymous
 
-    def _log_refusal(self, username: str, address: str, why: str) -> None:
-        key = (username, address)
+    def _warn_limited(self, key: tuple[str, str], message: str, *args: Any) -> None:
+        """Log at WARNING once per WARN_AGAIN_AFTER for `key`, else at DEBUG."""
         now = time.monotonic()
         if now - self._refusals_logged.get(key, -math.inf) > WARN_AGAIN_AFTER:
             if len(self._refusals_logged) > 1000:
                 self._refusals_logged.clear()
             self._refusals_logged[key] = now
-            _LOGGER.warning("MQTT login refused for %s from %s: %s",
-                            repr(username) if username else "an anonymous client", address, why)
+            _LOGGER.warning(message, *args)
         else:
-            _LOGGER.debug("MQTT login refused again for %r from %s", username, address)
+            _LOGGER.debug(message, *args)
+
+    def _log_refusal(self, username: str, address: str, why: str) -> None:
+        self._warn_limited((username, address), "MQTT login refused for %s from %s: %s",
+                           repr(username) if username else "an anonymous client", address, why)
 
     async def _session_for(self, incoming: Session, anonymous: bool) -> tuple[Session | None, int]:
-        """The session this connection continues (session present) or a new one, after taking
-        over a connection that still uses the client id."""
+        """(the session this connection continues or a new one, session present), after taking
+        over a connection that still uses the client id; (None, CONNACK code) to refuse it: a
+        client id whose session, connected or kept, is another credential's is not its own."""
         client_id: str = incoming.client_id  # type: ignore[assignment]
-        existing = self._sessions.get(client_id)
-        if existing is not None:
+        for _attempt in range(3):
+            existing = self._sessions.get(client_id)
+            if existing is None:
+                break
             old_session, old_handler = existing
             client = self.clients.get(client_id)
-            if old_session.transitions.is_connected() or (client and client.connected):
-                _LOGGER.info("MQTT client %s connected again; closing its previous connection",
-                             client_id)
-                with suppress(Exception):
-                    await old_handler.handle_connection_closed()
-                if client is not None and client.done is not None:
-                    with suppress(asyncio.TimeoutError):
-                        await asyncio.wait_for(client.done.wait(), 5)
-            existing = self._sessions.get(client_id)
+            live = old_session.transitions.is_connected() or bool(client and client.connected)
+            kept = not old_session.clean_session and not old_session.is_anonymous
+            if old_session.username != incoming.username and (live or kept):
+                return None, IDENTIFIER_REJECTED
+            if not live:
+                break
+            _LOGGER.info("MQTT client %s connected again; closing its previous connection",
+                         client_id)
+            with suppress(Exception):
+                await old_handler.handle_connection_closed()
+            if client is not None and client.done is not None:
+                with suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(client.done.wait(), 5)
+        else:
+            _LOGGER.warning("MQTT client %s: its previous connection did not end; refusing",
+                            client_id)
+            return None, SERVER_UNAVAILABLE
         keep_alive = incoming.keep_alive
         session, present = incoming, 0
         if existing is not None:
             old_session = existing[0]
             if (incoming.clean_session or anonymous or old_session.is_anonymous
                     or old_session.username != incoming.username):
-                # A clean start, or another identity: it must not inherit that session.
+                # A clean start, or another identity's ended session: nothing to inherit.
                 await self._delete_session(client_id)
             else:
                 for attr in ("will_flag", "will_message", "will_topic", "will_qos", "will_retain",
@@ -660,11 +996,30 @@ class _HubBroker(Broker):
         except (MachineError, ValueError):
             _LOGGER.warning("MQTT client %s: its previous connection did not end; refusing",
                             client_id)
-            return None, 0
+            return None, SERVER_UNAVAILABLE
         return session, present
+
+    async def _limit_sessions(self, username: str, keep: str) -> None:
+        """Keep at most max_sessions_per_user persistent sessions for `username`: drop the
+        ones offline the longest."""
+        mine = [(client.last_seen if (client := self.clients.get(client_id)) else 0.0, client_id)
+                for client_id, (session, _handler) in self._sessions.items()
+                if session.username == username and not session.clean_session
+                and not session.is_anonymous]
+        excess = len(mine) - self._sessions_max
+        if excess <= 0:
+            return
+        offline = sorted((since, client_id) for since, client_id in mine if client_id != keep
+                         and not self._sessions[client_id][0].transitions.is_connected())
+        for _since, client_id in offline[:excess]:
+            _LOGGER.info("MQTT credential %s has more than %d persistent sessions; forgetting "
+                         "the session of client %s (offline the longest)", username,
+                         self._sessions_max, client_id)
+            await self._cleanup_session(client_id)
 
     async def _send_offline_queue(self, client: _Client, session: Session) -> None:
         queue = session.retained_messages  # amqtt's name for messages kept while offline
+        client.offline_bytes = 0
         while not queue.empty():
             message = queue.get_nowait()
             # amqtt sent these with the retain flag set; they are ordinary messages
@@ -672,11 +1027,12 @@ class _HubBroker(Broker):
                          message.qos or 0, False, None)
 
     async def _connection_ended(self, client: _Client, session: Session,
-                                handler: BrokerProtocolHandler) -> None:
+                                handler: _HubProtocolHandler) -> None:
         if client.session is session and client.handler is handler:
             client.connected = False
             client.transport = None
             client.last_seen = time.time()
+        self._end_outbox(client, handler)
         with suppress(Exception):
             await self._stop_handler(handler)
         client_id: str = session.client_id  # type: ignore[assignment]
@@ -695,6 +1051,8 @@ class _HubBroker(Broker):
             client.connected = False
             client.transport = None
             client.last_seen = time.time()
+        if client is not None and isinstance(handler, _HubProtocolHandler):
+            self._end_outbox(client, handler)
         abnormal = not isinstance(result, DisconnectPacket)
         if (abnormal and client_session.will_flag and client_session.will_topic
                 and not self._stopping):
@@ -778,17 +1136,11 @@ class _HubBroker(Broker):
     async def _handle_message_delivery(self, client_session: Session,
                                        handler: BrokerProtocolHandler,
                                        wait_deliver: asyncio.Future[Any]) -> bool:
-        # Only QoS 2 PUBLISHes come this way (after amqtt's PUBREC/PUBREL exchange).
-        app_message: ApplicationMessage | None = wait_deliver.result()
-        client = self.clients.get(client_session.client_id or "")
-        if app_message is None or client is None:
-            return True
-        packet = app_message.publish_packet
-        return self._receive(client, app_message.topic, bytes(app_message.data),
-                             app_message.qos or 0, bool(packet and packet.retain_flag))
+        # Nothing comes this way: the handler gives every PUBLISH to receive() on arrival.
+        return True
 
-    def _receive(self, client: _Client, topic: str, payload: bytes, qos: int,
-                 retain: bool) -> bool:
+    def receive(self, client: _Client, topic: str, payload: bytes, qos: int,
+                retain: bool) -> bool:
         """A client's PUBLISH: limits, ACL, then the hub and the subscribers. False for a
         protocol violation (the connection is then closed)."""
         if len(payload) > self._max_payload:
@@ -849,11 +1201,7 @@ class _HubBroker(Broker):
                 self._handler_error_at = now
                 _LOGGER.exception("The hub's MQTT message handler failed on %s", message.topic)
         if message.retain:
-            if message.payload:
-                self._retained[message.topic] = message
-            else:
-                self._retained.pop(message.topic, None)  # [MQTT-3.3.1-10]
-            self._owner.retained_changed()
+            self._retain(message)
         subs = self._index.match(message.topic)
         if not subs:
             return
@@ -874,7 +1222,8 @@ class _HubBroker(Broker):
     def deliver(self, client: _Client, message: Message, qos: int, retain: bool,
                 frame: list[bytes] | None) -> None:
         """Send one message to one client, if it may receive it; `frame` caches the encoded
-        QoS 0 packet across the receivers of one message."""
+        QoS 0 packet across the receivers of one message. `retain` marks a retained message
+        sent for a new subscription."""
         topic = message.topic
         allowed = client.may_recv.get(topic)
         if allowed is None:
@@ -884,54 +1233,193 @@ class _HubBroker(Broker):
             client.may_recv[topic] = allowed
         if not allowed:
             return
-        if client.connected:
-            transport = client.transport
-            # QoS 0 is written at once, unless QoS 1/2 messages to this client are still on
-            # their way (tasks): it then queues behind them, so that a topic stays in order.
-            if qos == QOS_0 and transport is not None and not client.pending:
-                if transport.is_closing():
-                    return
-                if transport.get_write_buffer_size() > OUT_BUFFER_LIMIT:
-                    client.dropped_out += 1
-                    if not client.slow_logged:
-                        client.slow_logged = True
-                        _LOGGER.warning("MQTT client %s does not keep up with its messages; "
-                                        "dropping QoS 0 messages for it", client.client_id)
-                    return
-                if retain:
-                    data = _encode_publish(topic.encode(), message.payload, True)
-                elif frame:
-                    data = frame[0]
-                else:
-                    data = _encode_publish(topic.encode(), message.payload, False)
-                    if frame is not None:
-                        frame.append(data)
-                transport.write(data)
-                client.messages_out += 1
+        handler = client.handler
+        if not client.connected or handler is None:
+            if qos:
+                self._keep_offline(client, message, qos)
+            return
+        transport = client.transport
+        # QoS 0 is written at once, unless messages queued for this client are still on their
+        # way (its sender task): it then queues behind them, so that a topic stays in order.
+        if qos == QOS_0 and transport is not None and handler.sender is None:
+            if transport.is_closing():
                 return
-            handler = client.handler
-            if handler is None:
+            if transport.get_write_buffer_size() > OUT_BUFFER_LIMIT:
+                self._behind(client, handler)
                 return
-            task = asyncio.ensure_future(handler.mqtt_publish(topic, message.payload, qos, retain))
-            self._publish_tasks.add(task)
-            client.pending += 1
-            task.add_done_callback(functools.partial(self._publish_done, client))
+            handler.stalled_at = None
+            if retain:
+                data = _encode_publish(topic.encode(), message.payload, True)
+            elif frame:
+                data = frame[0]
+            else:
+                data = _encode_publish(topic.encode(), message.payload, False)
+                if frame is not None:
+                    frame.append(data)
+            transport.write(data)
             client.messages_out += 1
             return
-        session = client.session
-        if (qos and session is not None and not session.clean_session
-                and not session.is_anonymous):  # kept for the offline persistent session
-            queue = session.retained_messages
-            if queue.qsize() >= OFFLINE_QUEUE_LIMIT:
-                queue.get_nowait()
+        size = len(message.payload)
+        outbox = handler.outbox
+        if len(outbox) >= self._queue_max or handler.queued_bytes + size > self._queue_bytes:
+            if qos == QOS_0 or retain:
+                self._behind(client, handler)
+            else:
                 client.dropped_out += 1
-            queue.put_nowait(ApplicationMessage(None, topic, qos, message.payload, False))
+                handler.cut(f"fell {len(outbox)} messages ({handler.queued_bytes} bytes) behind "
+                            "(max_queued_messages, max_queued_bytes)")
+            return
+        if (qos == QOS_0 and transport is not None
+                and transport.get_write_buffer_size() > OUT_BUFFER_LIMIT):
+            self._behind(client, handler)
+            return
+        outbox.append((message, qos, retain))
+        handler.queued_bytes += size
+        if handler.sender is None:
+            task = handler.sender = asyncio.create_task(self._send_queued(client, handler))
+            self._publish_tasks.add(task)
+            task.add_done_callback(self._publish_tasks.discard)
 
-    def _publish_done(self, client: _Client, task: asyncio.Task[Any]) -> None:
+    def _behind(self, client: _Client, handler: _HubProtocolHandler) -> None:
+        """A QoS 0 message dropped for a client that does not keep up; one whose write buffer
+        stays full for WRITE_TIMEOUT seconds is disconnected."""
+        client.dropped_out += 1
+        if not client.slow_logged:
+            client.slow_logged = True
+            _LOGGER.warning("MQTT client %s does not keep up with its messages; dropping QoS 0 "
+                            "messages for it (logged once per client)", client.client_id)
+        transport = client.transport
+        if transport is None or transport.get_write_buffer_size() <= OUT_BUFFER_LIMIT:
+            return
+        now = time.monotonic()
+        if handler.stalled_at is None:
+            handler.stalled_at = now
+        elif now - handler.stalled_at > WRITE_TIMEOUT:
+            handler.cut(f"took in nothing for {WRITE_TIMEOUT:g} s")
+
+    async def _send_queued(self, client: _Client, handler: _HubProtocolHandler) -> None:
+        """Send the messages queued for one connection, in order: QoS 0 written in turn, QoS
+        1/2 handed to amqtt's flow (a task each, at most DELIVERY_WINDOW awaiting their
+        acknowledgement)."""
+        outbox = handler.outbox
+        try:
+            while True:
+                while outbox:
+                    message, qos, retain = outbox.popleft()
+                    handler.queued_bytes -= len(message.payload)
+                    if qos == QOS_0:
+                        await handler.send_bytes(
+                            _encode_publish(message.topic.encode(), message.payload, retain))
+                        client.messages_out += 1
+                        continue
+                    while handler.window >= DELIVERY_WINDOW:
+                        handler.window_free = asyncio.Event()
+                        await handler.window_free.wait()
+                    handler.window += 1
+                    task = asyncio.create_task(
+                        handler.mqtt_publish(message.topic, message.payload, qos, retain))
+                    self._publish_tasks.add(task)
+                    task.add_done_callback(functools.partial(self._publish_done, handler))
+                    client.messages_out += 1
+                    await asyncio.sleep(0)  # it takes its turn to write before what follows
+                async with handler._write_lock:  # all written: the QoS 0 fast path may go on
+                    pass
+                if not outbox:
+                    return
+        finally:
+            if handler.sender is asyncio.current_task():
+                handler.sender = None
+
+    def _publish_done(self, handler: _HubProtocolHandler, task: asyncio.Task[Any]) -> None:
         self._publish_tasks.discard(task)
-        client.pending -= 1
+        handler.window -= 1
+        if handler.window_free is not None:
+            handler.window_free.set()
         if not task.cancelled() and (err := task.exception()) is not None:
             _LOGGER.debug("MQTT delivery failed: %r", err)
+
+    def _end_outbox(self, client: _Client, handler: _HubProtocolHandler) -> None:
+        """A connection ended: its sender stops; its queued QoS 1/2 messages go to the client's
+        session (kept while offline if persistent) or its new connection."""
+        sender, handler.sender = handler.sender, None
+        if sender is not None and sender is not asyncio.current_task():
+            sender.cancel()
+        queued = list(handler.outbox)
+        handler.outbox.clear()
+        handler.queued_bytes = 0
+        if client.handler is handler and client.connected:
+            return  # still bound to it (its callers mark it disconnected first)
+        for message, qos, _retain in queued:
+            if qos:
+                self.deliver(client, message, qos, False, None)
+
+    def _keep_offline(self, client: _Client, message: Message, qos: int) -> None:
+        """Queue a QoS 1/2 message for an offline persistent session (within the limits:
+        the oldest messages make way)."""
+        session = client.session
+        if session is None or session.clean_session or session.is_anonymous:
+            return
+        queue = session.retained_messages  # amqtt's name for messages kept while offline
+        if queue.empty():
+            client.offline_bytes = 0
+        size = len(message.payload)
+        if size > self._queue_bytes:
+            client.dropped_out += 1
+            return
+        limit = min(OFFLINE_QUEUE_LIMIT, self._queue_max)
+        while queue.qsize() >= limit or client.offline_bytes + size > self._queue_bytes:
+            old = queue.get_nowait()
+            client.offline_bytes -= len(old.data or b"")
+            client.dropped_out += 1
+        queue.put_nowait(ApplicationMessage(None, message.topic, qos, message.payload, False))
+        client.offline_bytes += size
+
+    # -- retained messages -----------------------------------------------------------------------
+
+    def _retain(self, message: Message) -> None:
+        """Keep `message` as its topic's retained message (an empty payload clears it
+        [MQTT-3.3.1-10]), within max_retained_messages and max_retained_bytes: past them a new
+        topic is not kept, and a topic whose new message does not fit loses its old one."""
+        retained = self._retained
+        topic = message.topic
+        old = retained.get(topic)
+        old_size = len(topic) + len(old.payload) if old is not None else 0
+        if message.payload:
+            size = len(topic) + len(message.payload)
+            if ((old is not None or len(retained) < self._retained_max)
+                    and self.retained_bytes - old_size + size <= self._retained_bytes_max):
+                retained[topic] = message
+                self.retained_bytes += size - old_size
+                self._owner.retained_changed()
+                return
+            self.retained_refused += 1
+            if self.retained_refused == 1:
+                _LOGGER.warning("MQTT broker keeps %d retained messages (%d bytes), its limit "
+                                "(max_retained_messages, max_retained_bytes): new retained "
+                                "messages are not kept (logged once; see stats)", len(retained),
+                                self.retained_bytes)
+        if old is not None:
+            del retained[topic]
+            self.retained_bytes -= old_size
+            self._owner.retained_changed()
+
+    def _trim_retained(self) -> None:
+        """Count the retained messages loaded at start; drop those over the limits."""
+        kept = dropped = 0
+        total = 0
+        for topic, message in list(self._retained.items()):
+            size = len(topic) + len(message.payload)
+            if kept >= self._retained_max or total + size > self._retained_bytes_max:
+                del self._retained[topic]
+                dropped += 1
+                continue
+            kept += 1
+            total += size
+        self.retained_bytes = total
+        if dropped:
+            self._owner.retained_changed()
+            _LOGGER.warning("MQTT broker dropped %d stored retained messages over its limits "
+                            "(max_retained_messages, max_retained_bytes)", dropped)
 
     async def _broadcast_message(self, session: Session | None, topic: str | None,
                                  data: bytes | bytearray | None,
@@ -943,15 +1431,10 @@ class _HubBroker(Broker):
 
     async def retain_message(self, source_session: Session | None, topic_name: str | None,
                              data: bytes | bytearray | None, qos: int | None = None) -> None:
-        if not topic_name:
-            return
-        if data:
-            self._retained[topic_name] = Message(
-                topic_name, bytes(data), qos or 0, True,
-                source_session.client_id if source_session else HUB_CLIENT_ID, time.time())
-        else:
-            self._retained.pop(topic_name, None)
-        self._owner.retained_changed()
+        if topic_name:
+            self._retain(Message(topic_name, bytes(data or b""), qos or 0, True,
+                                 source_session.client_id if source_session else HUB_CLIENT_ID,
+                                 time.time()))
 
     # -- upkeep ----------------------------------------------------------------------------------
 
@@ -1146,7 +1629,8 @@ class EmbeddedBroker:
             "clients_connected": sum(1 for c in broker.clients.values() if c.connected),
             "clients_known": len(broker.clients), "connections": broker.connections,
             "sessions": len(broker.sessions), "subscriptions": len(broker._index),
-            "retained": len(self.retained_messages), "hub_published": broker.hub_published,
+            "retained": len(self.retained_messages), "retained_bytes": broker.retained_bytes,
+            "retained_refused": broker.retained_refused, "hub_published": broker.hub_published,
             "auth_failures": broker.auth_failures, **totals,
         }
 
@@ -1192,20 +1676,28 @@ class EmbeddedBroker:
     async def _save_retained(self) -> None:
         self._retained_dirty = False
         self._retained_saved_at = time.monotonic()
-        items = [{"topic": m.topic, "payload": base64.b64encode(m.payload).decode("ascii"),
-                  "qos": m.qos, "client_id": m.client_id, "timestamp": m.timestamp}
-                 for m in list(self.retained_messages.values())]
-        doc = {"version": 1, "key": RETAINED_STORAGE_KEY, "data": {"messages": items}}
+        messages = list(self.retained_messages.values())  # encoded and written off the loop
+        path = self._retained_path
 
         def write() -> None:
-            self._retained_path.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write(self._retained_path, orjson.dumps(doc), mode=0o600)
+            data = _encode_retained(messages)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(path, data, mode=0o600)
 
         try:
             await asyncio.get_running_loop().run_in_executor(None, write)
         except OSError as err:
             self._retained_dirty = True
-            _LOGGER.error("Cannot save retained MQTT messages to %s: %s", self._retained_path, err)
+            _LOGGER.error("Cannot save retained MQTT messages to %s: %s", path, err)
+
+
+def _encode_retained(messages: list[Message]) -> bytes:
+    """The retained store's file content. Blocking (base64 and JSON of up to
+    max_retained_bytes): run in an executor."""
+    items = [{"topic": m.topic, "payload": base64.b64encode(m.payload).decode("ascii"),
+              "qos": m.qos, "client_id": m.client_id, "timestamp": m.timestamp}
+             for m in messages]
+    return orjson.dumps({"version": 1, "key": RETAINED_STORAGE_KEY, "data": {"messages": items}})
 
 
 __all__ = ["BROKER_SCHEMA", "BrokerStartError", "EmbeddedBroker", "ensure_self_signed_certificate"]

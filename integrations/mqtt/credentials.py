@@ -8,6 +8,11 @@ using NAME as node_id (`<prefix>/+/NAME/+/config`) or as the object_id of a devi
 it re-announces itself when the hub restarts. The defaults follow the hub's discovery prefix.
 A superuser may publish and subscribe anywhere.
 
+A name cannot be the first level of the discovery prefix (`homeassistant`): its default
+`homeassistant/#` would let the device announce any device and pose as the hub (birth and will
+on `homeassistant/status`). A credential of that name in the file (added under another prefix)
+gets no default topics. Names starting with `$` are the broker's own topics: refused too.
+
 Anonymous clients, only admitted when the broker's `allow_anonymous` is on, may publish and
 subscribe anything except `$` topics: they are trusted like any program on the network.
 
@@ -74,6 +79,17 @@ class DeviceCredential:
     superuser: bool = False
     created_at: str = field(default_factory=_now)
     default_topics: bool = True
+
+
+def reserved_name(name: str, discovery_prefix: str) -> str | None:
+    """Why `name` cannot be a credential's name under `discovery_prefix`; None if it can."""
+    if name.startswith("$"):
+        return "names starting with '$' are the broker's own topics"
+    if name == discovery_prefix.split("/")[0]:
+        return (f"it is the first level of the discovery prefix {discovery_prefix!r}: its "
+                f"default topics ({name}/#) would let the device announce any device and pose "
+                "as the hub")
+    return None
 
 
 def default_patterns(name: str, discovery_prefix: str) -> tuple[list[str], list[str]]:
@@ -179,7 +195,10 @@ class CredentialStore:
         default_topics = bool(item.get("default_topics", True))
         publish = [str(p) for p in item.get("publish") or []]
         subscribe = [str(p) for p in item.get("subscribe") or []]
-        if default_topics:
+        if default_topics and (why := reserved_name(name, self.discovery_prefix)):
+            _LOGGER.error("MQTT credential %r gets no default topics: %s; remove it (hub mqtt "
+                          "user remove %s) and add the device under another name", name, why, name)
+        elif default_topics:
             d_pub, d_sub = default_patterns(name, self.discovery_prefix)
             publish = d_pub + [p for p in publish if p not in d_pub]
             subscribe = d_sub + [p for p in subscribe if p not in d_sub]
@@ -191,7 +210,8 @@ class CredentialStore:
 
     def _to_dict(self, cred: DeviceCredential) -> dict[str, Any]:
         publish, subscribe = cred.publish, cred.subscribe
-        if cred.default_topics:  # only the extras: the defaults follow the discovery prefix
+        if cred.default_topics and not reserved_name(cred.name, self.discovery_prefix):
+            # only the extras: the defaults follow the discovery prefix
             d_pub, d_sub = default_patterns(cred.name, self.discovery_prefix)
             publish = [p for p in publish if p not in d_pub]
             subscribe = [p for p in subscribe if p not in d_sub]
@@ -255,6 +275,8 @@ class CredentialStore:
         gets the default patterns; with them, exactly those, unless `default_topics=True` adds
         the defaults too. Blocking (scrypt, file write). ValueError for a bad or taken name,
         password or pattern."""
+        if isinstance(name, str) and (why := reserved_name(name, self.discovery_prefix)):
+            raise ValueError(f"Invalid name {name!r}: {why}; choose another name")
         if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
             raise ValueError(
                 f"Invalid name {name!r}: use 1 to 64 letters, digits, '_' or '-' "
@@ -368,5 +390,6 @@ __all__ = [
     "DeviceCredential",
     "default_patterns",
     "filter_covers",
+    "reserved_name",
 ]
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 import datetime
 import logging
+import socket
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -19,7 +21,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from integrations.mqtt.broker import BrokerStartError, EmbeddedBroker
+import integrations.mqtt.broker as broker_module
+from integrations.mqtt.broker import BROKER_SCHEMA, BrokerStartError, EmbeddedBroker
 from integrations.mqtt.credentials import CredentialStore
 from integrations.mqtt.models import HUB_CLIENT_ID, Message
 
@@ -71,6 +74,127 @@ async def connected(make_device: Callable[..., Device], port: int, *args: Any, *
 
 def topics(messages: list[Message]) -> list[str]:
     return [m.topic for m in messages]
+
+
+class RawClient:
+    """MQTT 3.1.1 by hand on a plain socket, for what a client library would not do: hold
+    back PUBREL, stop reading, send a malformed packet."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+
+    @classmethod
+    async def open(cls, port: int, *, small_receive_buffer: bool = False) -> RawClient:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        if small_receive_buffer:  # so that the broker soon has to wait for it to read
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, (HOST, port))
+        return cls(*await asyncio.open_connection(sock=sock))
+
+    def send(self, first_byte: int, body: bytes) -> None:
+        length, encoded = len(body), bytearray()
+        while True:
+            byte, length = length & 0x7F, length >> 7
+            encoded.append(byte | 0x80 if length else byte)
+            if not length:
+                break
+        self.writer.write(bytes((first_byte,)) + encoded + body)
+
+    async def connect(self, client_id: str, username: str | None = None,
+                      password: str | None = None, *, clean: bool = True,
+                      will: tuple[str, bytes] | None = None) -> int | None:
+        """The CONNACK return code (None: closed without one). A will is sent at QoS 0."""
+        flags = ((0x02 if clean else 0) | (0x80 if username else 0) | (0x40 if password else 0)
+                 | (0x04 if will else 0))
+        body = _mqtt_string("MQTT") + bytes((4, flags)) + (60).to_bytes(2, "big")
+        body += _mqtt_string(client_id)
+        if will is not None:
+            body += _mqtt_string(will[0]) + len(will[1]).to_bytes(2, "big") + will[1]
+        body += _mqtt_string(username) if username else b""
+        body += _mqtt_string(password) if password else b""
+        self.send(0x10, body)
+        packet = await self.read()
+        return packet[1][1] if packet is not None and packet[0] == 0x20 else None
+
+    def publish(self, topic: str, payload: bytes, qos: int = 0, packet_id: int = 0, *,
+                dup: bool = False) -> None:
+        first = 0x30 | qos << 1 | (0x08 if dup else 0)
+        self.send(first, _mqtt_string(topic) + (packet_id.to_bytes(2, "big") if qos else b"")
+                  + payload)
+
+    def subscribe(self, topic_filter: str, qos: int, packet_id: int = 1) -> None:
+        self.send(0x82, packet_id.to_bytes(2, "big") + _mqtt_string(topic_filter) + bytes((qos,)))
+
+    async def read(self, timeout: float = 5.0) -> tuple[int, bytes] | None:
+        """The next packet (first byte, body); None once the broker has closed the connection."""
+        async with asyncio.timeout(timeout):
+            try:
+                first = (await self.reader.readexactly(1))[0]
+                length, multiplier = 0, 1
+                while True:
+                    byte = (await self.reader.readexactly(1))[0]
+                    length += (byte & 0x7F) * multiplier
+                    multiplier *= 128
+                    if not byte & 0x80:
+                        break
+                return first, await self.reader.readexactly(length)
+            except (asyncio.IncompleteReadError, ConnectionError):
+                return None
+
+    async def expect(self, first_byte: int, timeout: float = 5.0) -> bytes:
+        """Read packets until one starting with `first_byte` (PUBLISH: its type only); its body."""
+        while True:
+            packet = await self.read(timeout)
+            assert packet is not None, f"closed while waiting for packet {first_byte:#x}"
+            if packet[0] == first_byte or (first_byte == 0x30 and packet[0] >> 4 == 3):
+                return packet[1]
+
+    async def next_publish(self, timeout: float = 5.0) -> tuple[str, int, int, bytes]:
+        """The next PUBLISH: (topic, qos, packet id (0 for QoS 0), payload)."""
+        while True:
+            packet = await self.read(timeout)
+            assert packet is not None, "closed while waiting for a PUBLISH"
+            first, body = packet
+            if first >> 4 == 3:
+                break
+        qos = first >> 1 & 3
+        end = 2 + int.from_bytes(body[:2], "big")
+        packet_id = int.from_bytes(body[end:end + 2], "big") if qos else 0
+        return body[2:end].decode(), qos, packet_id, body[end + (2 if qos else 0):]
+
+    async def closed(self, timeout: float = 5.0) -> bool:
+        """True once the broker closes the connection (what it still sends is skipped)."""
+        try:
+            async with asyncio.timeout(timeout):
+                while await self.read(timeout) is not None:
+                    pass
+        except TimeoutError:
+            return False
+        return True
+
+    def close(self) -> None:
+        self.writer.transport.abort()
+
+
+def _mqtt_string(text: str) -> bytes:
+    data = text.encode()
+    return len(data).to_bytes(2, "big") + data
+
+
+@pytest.fixture
+async def raw_client() -> AsyncIterator[Callable[..., Any]]:
+    """`await raw_client(port, small_receive_buffer=False)`: an open RawClient, closed after."""
+    made: list[RawClient] = []
+
+    async def factory(port: int, **kwargs: Any) -> RawClient:
+        made.append(await RawClient.open(port, **kwargs))
+        return made[-1]
+
+    yield factory
+    for client in made:
+        client.close()
 
 
 # -- logging in ---------------------------------------------------------------------------------
@@ -144,6 +268,118 @@ async def test_a_credential_added_from_the_cli_works_without_a_restart(make_brok
     await wait_for(lambda: not garage.connected, timeout=6, what="the removed device to be cut off")
     again = make_device(port, "garage", password)
     assert not await again.connect()
+
+
+async def test_a_client_id_in_use_by_another_credential_is_refused(make_broker, make_device,
+                                                                   store) -> None:
+    # amqtt let any credential take over any client id: the other device was cut off and its
+    # persistent session (subscriptions, queued messages) deleted or inherited.
+    _alice, alice_password = store.add("alice")
+    _bob, bob_password = store.add("bob")
+    broker, _received = await make_broker()
+    port = broker.ports["mqtt"]
+    alice = await connected(make_device, port, "alice", alice_password, client_id="shared",
+                            clean_session=False)
+    assert await alice.subscribe("alice/cmd", 1) == 1
+
+    bob = make_device(port, "bob", bob_password, client_id="shared")
+    assert not await bob.connect()
+    assert bob.connack.getName() == "Client identifier not valid"
+    assert alice.connected
+    await broker.publish("alice/cmd", b"1", qos=1)
+    await wait_for(lambda: alice.received("alice/cmd"), what="alice to still get her messages")
+
+    alice.close()  # offline, her session kept
+    await wait_for(lambda: not broker.clients()[0]["connected"])
+    await broker.publish("alice/cmd", b"2", qos=1)
+    bob_again = make_device(port, "bob", bob_password, client_id="shared", clean_session=True)
+    assert not await bob_again.connect()
+    assert bob_again.connack.getName() == "Client identifier not valid"
+
+    back = await connected(make_device, port, "alice", alice_password, client_id="shared",
+                           clean_session=False)
+    assert back.session_present
+    await wait_for(lambda: back.received("alice/cmd"), what="the message kept for her session")
+    assert back.received("alice/cmd")[0].payload == b"2"
+
+    # The same credential takes its client id over, as MQTT says.
+    again = await connected(make_device, port, "alice", alice_password, client_id="shared",
+                            clean_session=False)
+    assert again.session_present
+    await wait_for(lambda: back.disconnected.is_set(), what="the older connection to be closed")
+    await broker.publish("alice/cmd", b"3", qos=1)
+    await wait_for(lambda: again.received("alice/cmd"))
+
+
+async def test_a_credential_removed_while_its_device_logs_in_is_refused(
+        make_broker, make_device, store, tmp_path, monkeypatch) -> None:
+    # The removal came while the password was checked, and the broker's check of the
+    # credential file ran before the device was bound: it stayed connected for good.
+    monkeypatch.setattr(broker_module, "MAINTENANCE_INTERVAL", 0.05)
+    _cred, password = store.add("stolen")
+    broker, _received = await make_broker()
+    cli_store = CredentialStore(tmp_path)
+    verify = store.verify
+
+    def slow_verify(username: str, given: str) -> Any:
+        cred = verify(username, given)
+        cli_store.remove(username)  # `hub mqtt user remove stolen`, meanwhile
+        store.refresh()
+        time.sleep(0.5)  # the broker's upkeep runs meanwhile and finds no client of it
+        return cred
+
+    monkeypatch.setattr(store, "verify", slow_verify)
+    device = make_device(broker.ports["mqtt"], "stolen", password, client_id="stolen")
+    assert not await device.connect()
+    assert device.connack is not None and device.connack.getName() == "Not authorized"
+    assert not any(c["connected"] for c in broker.clients())
+
+
+async def test_logins_waiting_for_their_password_check_are_capped(make_broker, raw_client,
+                                                                  store, monkeypatch) -> None:
+    # Every login waited for a password check slot, however many came.
+    store.add("door", password="the right password")
+    release = threading.Event()
+    verify = store.verify
+
+    def blocked_verify(username: str, password: str) -> Any:
+        release.wait(10)
+        return verify(username, password)
+
+    monkeypatch.setattr(store, "verify", blocked_verify)
+    broker, _received = await make_broker()
+    port = broker.ports["mqtt"]
+    waiting = broker_module.AUTH_CONCURRENCY + broker_module.LOGINS_WAITING_MAX
+    clients = [await raw_client(port) for _ in range(waiting + 1)]
+    for index, client in enumerate(clients[:waiting]):
+        client.send(0x10, _mqtt_string("MQTT") + bytes((4, 0xC2)) + (60).to_bytes(2, "big")
+                    + _mqtt_string(f"c{index}") + _mqtt_string("door")
+                    + _mqtt_string("a wrong password"))
+    await wait_for(lambda: broker._broker._logins == waiting, what="the logins to wait")
+    assert await clients[-1].connect("late", "door", "the right password") == 3  # unavailable
+    assert await clients[-1].closed()
+    release.set()
+    for client in clients[:waiting]:
+        packet = await client.read()
+        assert packet == (0x20, bytes((0, 5)))  # the ones that waited: checked (wrong password)
+    fine = await raw_client(port)
+    assert await fine.connect("door-1", "door", "the right password") == 0
+
+
+async def test_connections_from_one_address_are_capped(make_broker, raw_client, store) -> None:
+    defaults = BROKER_SCHEMA({})
+    assert (defaults["max_connections"], defaults["max_connections_per_address"]) == (1000, 64)
+    store.add("hall", password="the right password")
+    broker, _received = await make_broker(max_connections_per_address=2)
+    port = broker.ports["mqtt"]
+    first, second = await raw_client(port), await raw_client(port)
+    third = await raw_client(port)
+    assert await third.closed(timeout=2)  # at once, before any CONNECT
+    assert await first.connect("a", "hall", "the right password") == 0
+    second.close()
+    await wait_for(lambda: broker.stats()["connections"] == 1, what="the closed one to be gone")
+    fourth = await raw_client(port)
+    assert await fourth.connect("b", "hall", "the right password") == 0
 
 
 # -- topic rights ----------------------------------------------------------------------------------
@@ -501,6 +737,279 @@ async def test_a_flooding_device_is_rate_limited_while_others_get_through(
     assert flood["dropped_rate"] == 3000 - accepted
     assert flood["messages_in"] == accepted
     assert len([r for r in caplog.records if "more than 50 messages a second" in r.message]) == 1
+
+
+async def test_qos2_messages_are_checked_on_arrival_and_a_client_cannot_hoard_them(
+        make_broker, make_device, raw_client, store, caplog) -> None:
+    # amqtt kept every QoS 2 message, payload and all, until its PUBREL, and only then applied
+    # the size, rate and ACL checks: 1500 messages of 1 MB never released held 1.5 GB.
+    caplog.set_level(logging.WARNING, logger="integrations.mqtt.broker")
+    _cred, password = store.add("meter")
+    broker, received = await make_broker(max_payload_bytes=1000)
+    port = broker.ports["mqtt"]
+    meter = await raw_client(port)
+    assert await meter.connect("meter-1", "meter", password) == 0
+
+    meter.publish("meter/snapshot", b"x" * 5000, qos=2, packet_id=1)
+    assert await meter.expect(0x50) == (1).to_bytes(2, "big")  # PUBREC
+    meter.publish("other/device", b"1", qos=2, packet_id=2)
+    await meter.expect(0x50)
+    [info] = broker.clients()
+    assert (info["dropped_oversize"], info["dropped_acl"]) == (1, 1)  # before any PUBREL
+
+    meter.publish("meter/energy", b"42", qos=2, packet_id=3)
+    await meter.expect(0x50)
+    assert topics(received) == ["meter/energy"]  # delivered on arrival ("method B")
+    meter.publish("meter/energy", b"42", qos=2, packet_id=3, dup=True)  # our PUBREC got lost
+    await meter.expect(0x50)
+    meter.send(0x62, (3).to_bytes(2, "big"))  # PUBREL
+    assert await meter.expect(0x70) == (3).to_bytes(2, "big")  # PUBCOMP
+    assert topics(received) == ["meter/energy"]  # once
+
+    # Messages never released: ids 1 and 2 still wait, the limit is QOS2_PENDING_MAX.
+    limit = broker_module.QOS2_PENDING_MAX
+    for packet_id in range(10, 10 + limit - 2):
+        meter.publish("meter/energy", b"1", qos=2, packet_id=packet_id)
+        await meter.expect(0x50)
+    meter.publish("meter/energy", b"1", qos=2, packet_id=99)
+    assert await meter.closed()
+    assert len(received) == 1 + limit - 2
+    assert len([r for r in caplog.records
+                if "without releasing them" in r.message and "meter-1" in r.message]) == 1
+
+    # A well-behaved device's QoS 2 message arrives once, at QoS 2.
+    reader = await connected(make_device, port, "meter", password, client_id="reader")
+    assert await reader.subscribe("meter/#", 2) == 2
+    writer = await connected(make_device, port, "meter", password, client_id="writer")
+    await writer.publish("meter/total", b"7", qos=2)
+    await wait_for(lambda: reader.received("meter/total"))
+    await asyncio.sleep(0.1)
+    assert [(m.payload, m.qos) for m in reader.received("meter/total")] == [(b"7", 2)]
+
+
+async def test_a_slow_client_gets_a_bounded_queue_in_order(make_broker, raw_client,
+                                                           store) -> None:
+    # Once one QoS 1 delivery waited for its PUBACK, every message for the client became a
+    # task of its own, however many, and QoS 0 messages were never dropped.
+    _cred, password = store.add("tv")
+    broker, _received = await make_broker(max_queued_messages=30)
+    tv = await raw_client(broker.ports["mqtt"])
+    assert await tv.connect("tv", "tv", password) == 0
+    tv.subscribe("tv/#", 1)
+    await tv.expect(0x90)
+    window = broker_module.DELIVERY_WINDOW
+    for i in range(window + 1):  # not acknowledged yet: the last one waits for room
+        await broker.publish("tv/command", str(i).encode(), qos=1)
+    unacked = [await tv.next_publish() for _ in range(window)]
+    assert [payload for _t, _q, _id, payload in unacked] == [str(i).encode() for i in range(window)]
+    for i in range(100):
+        await broker.publish("tv/status", str(i).encode(), qos=0)
+    [info] = broker.clients()
+    assert info["connected"] and info["dropped_out"] == 100 - 30  # the queue holds 30
+
+    for _topic, _qos, packet_id, _payload in unacked:
+        tv.send(0x40, packet_id.to_bytes(2, "big"))  # PUBACK
+    rest = [await tv.next_publish() for _ in range(31)]
+    assert [(topic, payload) for topic, _q, _id, payload in rest] == [
+        ("tv/command", str(window).encode())] + [("tv/status", str(i).encode()) for i in range(30)]
+
+
+async def test_a_client_falling_behind_with_qos1_messages_is_disconnected(
+        make_broker, raw_client, store, caplog) -> None:
+    caplog.set_level(logging.WARNING, logger="integrations.mqtt.broker")
+    _cred, password = store.add("tv")
+    broker, received = await make_broker(max_queued_messages=30)
+    tv = await raw_client(broker.ports["mqtt"])
+    assert await tv.connect("tv", "tv", password, will=("tv/available", b"no")) == 0
+    tv.subscribe("tv/#", 1)
+    await tv.expect(0x90)
+    for i in range(100):  # never acknowledged
+        await broker.publish("tv/command", str(i).encode(), qos=1)
+    assert await tv.closed()
+    await wait_for(lambda: "tv/available" in topics(received), what="its will")
+    assert any("fell" in r.message and "behind" in r.message and "tv" in r.message
+               for r in caplog.records)
+
+
+async def test_a_client_that_takes_in_nothing_is_disconnected(make_broker, raw_client, store,
+                                                              monkeypatch) -> None:
+    # amqtt waited for it forever (drain()), holding every message meant for it.
+    monkeypatch.setattr(broker_module, "WRITE_TIMEOUT", 0.5)
+    _cred, password = store.add("tv")
+    broker, received = await make_broker()
+    port = broker.ports["mqtt"]
+
+    stuck = await raw_client(port, small_receive_buffer=True)
+    assert await stuck.connect("stuck", "tv", password, will=("tv/stuck", b"gone")) == 0
+    stuck.subscribe("tv/#", 1)
+    await stuck.expect(0x90)
+    stuck.writer.transport.pause_reading()
+    started = time.monotonic()
+    for _ in range(30):  # QoS 1: written by the client's queue, which waits for it
+        await broker.publish("tv/video", b"v" * 200_000, qos=1)
+    await wait_for(lambda: "tv/stuck" in topics(received), timeout=5, what="it to be cut off")
+    assert time.monotonic() - started < 4
+
+    hung = await raw_client(port, small_receive_buffer=True)
+    assert await hung.connect("hung", "tv", password, will=("tv/hung", b"gone")) == 0
+    hung.subscribe("tv/#", 0)
+    await hung.expect(0x90)
+    hung.writer.transport.pause_reading()
+    for _ in range(50):  # QoS 0: written at once until its buffer is full, then dropped
+        await broker.publish("tv/video", b"v" * 200_000)
+    await asyncio.sleep(0.6)
+    await broker.publish("tv/video", b"v")
+    await wait_for(lambda: "tv/hung" in topics(received), timeout=5, what="it to be cut off")
+    hung_info = {c["client_id"]: c for c in broker.clients()}["hung"]
+    assert hung_info["dropped_out"] > 0 and not hung_info["connected"]
+
+
+async def test_retained_messages_are_capped(make_broker, make_device, store, caplog) -> None:
+    # Every retained topic was kept, whatever their number and size.
+    caplog.set_level(logging.WARNING, logger="integrations.mqtt.broker")
+    _cred, password = store.add("shelf")
+    broker, received = await make_broker(max_retained_messages=3, max_retained_bytes=1000)
+    for i in range(4):
+        await broker.publish(f"shelf/{i}", b"x", retain=True)
+    assert [m.topic for m in broker.retained("shelf/#")] == ["shelf/0", "shelf/1", "shelf/2"]
+    assert topics(received)[-1] == "shelf/3"  # not kept, still delivered
+    device = await connected(make_device, broker.ports["mqtt"], "shelf", password)
+    await device.publish("shelf/4", b"x", qos=1, retain=True)
+    await wait_for(lambda: "shelf/4" in topics(received))
+    assert broker.retained("shelf/4") == []
+
+    await broker.publish("shelf/1", b"new", retain=True)  # a kept topic may change
+    assert broker.retained("shelf/1")[0].payload == b"new"
+    await broker.publish("shelf/2", b"y" * 2000, retain=True)  # too big: its old value goes too
+    assert broker.retained("shelf/2") == []
+    await broker.publish("shelf/3", b"x", retain=True)  # room again
+    assert [m.topic for m in broker.retained("shelf/#")] == ["shelf/0", "shelf/1", "shelf/3"]
+    stats = broker.stats()
+    assert (stats["retained"], stats["retained_refused"]) == (3, 3)
+    assert stats["retained_bytes"] == len("shelf/0x") + len("shelf/1new") + len("shelf/3x")
+    assert len([r for r in caplog.records if "max_retained_messages" in r.message]) == 1
+
+    await broker.stop()
+    again, _received = await make_broker(max_retained_messages=2)  # a lower limit at start
+    assert len(again.retained("#")) == 2
+
+
+async def test_the_retained_store_is_encoded_and_saved_off_the_event_loop(
+        make_broker, monkeypatch) -> None:
+    # It was base64-encoded on the loop: up to the whole store at once.
+    threads: list[threading.Thread] = []
+    encode = broker_module._encode_retained
+
+    def spy(messages: list[Message]) -> bytes:
+        threads.append(threading.current_thread())
+        return encode(messages)
+
+    monkeypatch.setattr(broker_module, "_encode_retained", spy)
+    broker, _received = await make_broker()
+    for i in range(100):
+        await broker.publish(f"r/{i}", b"x", retain=True)
+    await broker.stop()
+    assert len(threads) == 1 and threads[0] is not threading.main_thread()
+    again, _received = await make_broker()
+    assert len(again.retained("r/#")) == 100
+
+
+async def test_an_offline_session_keeps_a_bounded_number_of_bytes(make_broker, make_device,
+                                                                  store) -> None:
+    # Only the number of messages was capped (1000 of up to max_payload_bytes each).
+    _cred, password = store.add("valve")
+    broker, _received = await make_broker(max_queued_bytes=10_000)
+    port = broker.ports["mqtt"]
+    valve = await connected(make_device, port, "valve", password, client_id="valve",
+                            clean_session=False)
+    assert await valve.subscribe("valve/set", 1) == 1
+    valve.close()
+    await wait_for(lambda: not broker.clients()[0]["connected"])
+    for i in range(5):
+        await broker.publish("valve/set", str(i).encode() * 3000, qos=1)
+
+    back = await connected(make_device, port, "valve", password, client_id="valve",
+                           clean_session=False)
+    await wait_for(lambda: len(back.received("valve/set")) == 3)
+    await asyncio.sleep(0.1)
+    assert [m.payload[:1] for m in back.received("valve/set")] == [b"2", b"3", b"4"]
+    assert broker.clients()[0]["dropped_out"] == 2
+
+
+async def test_a_credential_keeps_a_bounded_number_of_persistent_sessions(
+        make_broker, make_device, store) -> None:
+    # A device could make persistent sessions (each with its subscriptions and queue) without
+    # end, one client id after another.
+    _cred, password = store.add("plug")
+    broker, _received = await make_broker(max_sessions_per_user=2)
+    port = broker.ports["mqtt"]
+    for client_id in ("p1", "p2", "p3"):
+        plug = await connected(make_device, port, "plug", password, client_id=client_id,
+                               clean_session=False)
+        assert await plug.subscribe("plug/set", 1) == 1
+        plug.close()
+        await wait_for(lambda: not any(c["connected"] for c in broker.clients()))
+    assert broker.stats()["sessions"] == 2
+    p2 = await connected(make_device, port, "plug", password, client_id="p2", clean_session=False)
+    assert p2.session_present
+    p1 = await connected(make_device, port, "plug", password, client_id="p1", clean_session=False)
+    assert not p1.session_present  # the one offline the longest was dropped
+    assert broker.stats()["sessions"] == 2
+
+
+async def test_a_client_that_asks_but_takes_in_no_answers_is_disconnected(
+        make_broker, raw_client, store) -> None:
+    # Each PINGREQ (2 bytes) left a task waiting to write its PINGRESP, without end.
+    _cred, password = store.add("pinger")
+    broker, received = await make_broker()
+    pinger = await raw_client(broker.ports["mqtt"], small_receive_buffer=True)
+    assert await pinger.connect("pinger", "pinger", password, will=("pinger/gone", b"1")) == 0
+    pinger.writer.transport.pause_reading()
+    transport = broker._broker.clients["pinger"].transport  # so that its answers back up soon
+    transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    transport.set_write_buffer_limits(high=1024)
+    for _ in range(200):
+        pinger.writer.write(bytes((0xC0, 0)) * 100)
+        await pinger.writer.drain()
+        if "pinger/gone" in topics(received):
+            break
+    await wait_for(lambda: "pinger/gone" in topics(received), what="it to be cut off")
+    await wait_for(lambda: broker.stats()["connections"] == 0,
+                   what="its connection to end, without reading what it sent meanwhile")
+
+
+async def test_a_malformed_packet_closes_only_its_own_connection(make_broker, make_device,
+                                                                 raw_client, store) -> None:
+    _cred, password = store.add("bus", superuser=True)
+    broker, received = await make_broker()
+    port = broker.ports["mqtt"]
+    bystander = await connected(make_device, port, "bus", password, client_id="bystander")
+
+    async def logged_in() -> RawClient:
+        client = await raw_client(port)
+        assert await client.connect("", "bus", password) == 0
+        return client
+
+    qos3 = await logged_in()  # there is no QoS 3 [MQTT-3.3.1-4]
+    qos3.send(0x36, _mqtt_string("a/b") + b"\x00\x01" + b"payload")
+    assert await qos3.closed()
+    huge = await logged_in()  # a SUBSCRIBE of 10 MB: refused from its header, unread
+    huge.writer.write(bytes((0x82, 0x80, 0xAD, 0xE2, 0x04)))
+    assert await huge.closed()
+    overrun = await logged_in()  # a topic longer than the packet
+    overrun.writer.write(bytes((0x30, 3)) + b"\x00\x10ab")
+    assert await overrun.closed()
+    quiet = await logged_in()  # acknowledgements of nothing are answered or ignored
+    quiet.send(0x62, (7).to_bytes(2, "big"))  # PUBREL
+    assert await quiet.expect(0x70) == (7).to_bytes(2, "big")
+    quiet.send(0x40, (9).to_bytes(2, "big"))  # PUBACK
+    quiet.send(0xC0, b"")  # PINGREQ
+    await quiet.expect(0xD0)
+
+    assert bystander.connected
+    await bystander.publish("bus/ok", b"1", qos=1)
+    await wait_for(lambda: "bus/ok" in topics(received))
+    assert [c["client_id"] for c in broker.clients() if c["connected"]] != []
 
 
 # -- liveness and bookkeeping --------------------------------------------------------------------

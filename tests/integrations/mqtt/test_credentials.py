@@ -50,6 +50,31 @@ def test_names_are_like_discovery_node_ids_and_unique(tmp_path: Path) -> None:
         store.add("bad_topic", publish=["a/#/b"])
 
 
+def test_a_device_cannot_be_named_after_the_discovery_prefix(tmp_path: Path, caplog) -> None:
+    # Its default topics (NAME/#) would be the whole discovery tree, the hub's status included.
+    store = CredentialStore(tmp_path)
+    with pytest.raises(ValueError, match="first level of the discovery prefix 'homeassistant'"):
+        store.add("homeassistant")
+    for name in ("$SYS", "$share"):
+        with pytest.raises(ValueError, match="Invalid name.*broker's own topics"):
+            store.add(name)
+    nested = CredentialStore(tmp_path, discovery_prefix="ha/discovery")
+    with pytest.raises(ValueError, match="discovery prefix 'ha/discovery'"):
+        nested.add("ha")
+    assert store.list() == []
+
+    # Added under another prefix (the CLI assumes homeassistant), then loaded by a hub whose
+    # prefix is "ha": it keeps only the topics it was explicitly given.
+    store.add("ha", password="a long password", default_topics=True, publish=["extra/x"])
+    hub_store = CredentialStore(tmp_path, discovery_prefix="ha")
+    cred = hub_store.get("ha")
+    assert cred is not None and cred.publish == ["extra/x"] and cred.subscribe == []
+    assert not hub_store.may_publish(cred, "ha/status")
+    assert not hub_store.may_publish(cred, "ha/light/kitchen/config")
+    assert not hub_store.may_subscribe(cred, "ha/#")
+    assert "'ha' gets no default topics" in caplog.text
+
+
 def test_default_rights_cover_the_device_topics_and_discovery(tmp_path: Path) -> None:
     store = CredentialStore(tmp_path)
     cred, _password = store.add("plug")

@@ -393,7 +393,8 @@ async def test_discovery_ids_names_categories_and_forced_updates(mqtt_hub: Any, 
         "dev": {"cns": [["mac", "aa:bb:cc:00:11:22"]]}, "ent_cat": "diagnostic"})
     await device.publish(f"{PREFIX}/sensor/opts/hidden/config", {
         "name": "Hidden", "stat_t": "opts/hidden", "uniq_id": "opts_hidden", "en": False, "dev": mac})
-    await wait_for(lambda: hub.states.get("sensor.old_style_id") and hub.states.get("sensor.plug_power_custom"))
+    await wait_for(lambda: hub.states.get("sensor.old_style_id") and hub.states.get("sensor.plug_power_custom")
+                   and hub.entity_registry.get("sensor.plug_hidden"), what="three entities")
     # Both share one device by its connection (MAC case does not matter); the hidden one is
     # registered but disabled, as its `enabled_by_default: false` says.
     plug = hub.devices.get_device(connections=[("mac", "aa:bb:cc:00:11:22")])
