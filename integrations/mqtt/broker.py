@@ -1509,9 +1509,12 @@ class EmbeddedBroker:
         """Bind the listeners and accept clients. BrokerStartError says what went wrong."""
         if self._broker is not None:
             return
-        quiet = logging.getLogger("transitions")  # amqtt's state machines log every change at INFO
-        if quiet.level == logging.NOTSET:
-            quiet.setLevel(logging.WARNING)
+        # amqtt's state machines log every change at INFO, and amqtt its own set-up (with its
+        # own, unused, connection limits): our broker logs what a user needs to know.
+        for name in ("transitions", "amqtt"):
+            quiet = logging.getLogger(name)
+            if quiet.level == logging.NOTSET:
+                quiet.setLevel(logging.WARNING)
         loop = asyncio.get_running_loop()
         options = self.options
         try:
