@@ -396,6 +396,31 @@ class MqttEntity(Entity):
                                               self.config["qos"], self.config["retain"])
         self.runtime.diagnostics.command(self, topic)
 
+    async def command(self, value: Any, *, assume: Mapping[str, Any] | Callable[[], Any] | None = None,
+                      **kwargs: Any) -> None:
+        """`publish_command(value, **kwargs)`; then, when optimistic, take on the state the command
+        asks for (`assume`: attribute values, or a function setting them) and write it."""
+        await self.publish_command(value, **kwargs)
+        if assume is not None and self.optimistic:
+            if callable(assume):
+                assume()
+            else:
+                for name, new in assume.items():
+                    setattr(self, name, new)
+            self.write_state()
+
+    @staticmethod
+    def on_off(value: Any, on: str, off: str, names: tuple[str, str] = ("payload_on", "payload_off")
+               ) -> bool | None:
+        """True for `on`, False for `off`, None for HA's "None" (unknown); ValueError otherwise."""
+        if value == on:
+            return True
+        if value == off:
+            return False
+        if value == PAYLOAD_NONE:
+            return None
+        raise ValueError(f"{value!r} matches neither {names[0]} {on!r} nor {names[1]} {off!r}")
+
     @property
     def optimistic(self) -> bool:
         """No state topic (or `optimistic: true`): the state follows the commands sent."""

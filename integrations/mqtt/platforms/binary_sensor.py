@@ -10,7 +10,7 @@ import voluptuous as vol
 from hub.entity import BinarySensorEntity
 
 from .. import entity as mqtt
-from ..entity import PAYLOAD_NONE, MqttEntity
+from ..entity import MqttEntity
 from ..models import Message
 from . import register
 
@@ -37,17 +37,9 @@ class MqttBinarySensor(MqttEntity, BinarySensorEntity):
     def _on_state(self, message: Message) -> None:
         value = self.render("value_template", message)
         config = self.config
-        if value == config["payload_on"]:
-            self.is_on = True
-        elif value == config["payload_off"]:
-            self.is_on = False
-        elif value == PAYLOAD_NONE:
-            self.is_on = None
-        elif value == "" and self.has_template("value_template"):
-            return
-        else:
-            raise ValueError(f"{value!r} matches neither payload_on {config['payload_on']!r} "
-                             f"nor payload_off {config['payload_off']!r}")
+        if value == "" and self.has_template("value_template"):
+            return  # HA ignores an empty rendered value (a JSON message for another entity)
+        self.is_on = self.on_off(value, config["payload_on"], config["payload_off"])
         if self._off_timer is not None:
             self._off_timer.cancel()
             self._off_timer = None

@@ -159,10 +159,7 @@ class MqttFan(MqttEntity, FanEntity):
             self.write_state()
 
     async def turn_off(self, **kwargs: Any) -> None:
-        await self.publish_command(self.config["payload_off"])
-        if self.optimistic:
-            self.is_on = False
-            self.write_state()
+        await self.command(self.config["payload_off"], assume={"is_on": False})
 
     async def _send(self, name: str, payload: Any, attr: str, value: Any) -> None:
         await self.publish_command(payload, topic_key=f"{name}_command_topic",

@@ -21,7 +21,7 @@ import voluptuous as vol
 from hub.entity import LightEntity
 
 from .. import entity as mqtt
-from ..entity import PAYLOAD_NONE, MqttEntity
+from ..entity import MqttEntity
 from ..models import Message
 from . import register
 
@@ -342,15 +342,7 @@ class MqttBasicLight(MqttLight, schema="basic"):
         value = self._value("state", message)
         if value is None:
             return
-        if value == self.config["payload_on"]:
-            self.is_on = True
-        elif value == self.config["payload_off"]:
-            self.is_on = False
-        elif value == PAYLOAD_NONE:
-            self.is_on = None
-        else:
-            raise ValueError(f"{value!r} matches neither payload_on {self.config['payload_on']!r} "
-                             f"nor payload_off {self.config['payload_off']!r}")
+        self.is_on = self.on_off(value, self.config["payload_on"], self.config["payload_off"])
         self.state_received()
 
     def _on_brightness(self, message: Message) -> None:
@@ -494,10 +486,7 @@ class MqttBasicLight(MqttLight, schema="basic"):
             self.write_state()
 
     async def turn_off(self, **kwargs: Any) -> None:
-        await self.publish_command(self.config["payload_off"])
-        if self.optimistic:
-            self.is_on = False
-            self.write_state()
+        await self.command(self.config["payload_off"], assume={"is_on": False})
 
 
 from . import light_schemas  # noqa: F401 - registers the json and template schemas

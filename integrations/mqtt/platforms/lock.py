@@ -72,10 +72,7 @@ class MqttLock(MqttEntity, LockEntity):
         self.state_received()
 
     async def _command(self, payload_key: str, state: str, code: str | None) -> None:
-        await self.publish_command(self.config[payload_key], code=code)
-        if self.optimistic:
-            self._show(state)
-            self.write_state()
+        await self.command(self.config[payload_key], assume=lambda: self._show(state), code=code)
 
     async def lock(self, code: str | None = None) -> None:
         await self._command("payload_lock", "locked", code)

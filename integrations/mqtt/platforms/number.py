@@ -72,7 +72,4 @@ class MqttNumber(MqttEntity, NumberEntity):
 
     async def set_native_value(self, value: float) -> None:
         number = int(value) if float(value).is_integer() else value  # HA sends 5, not 5.0
-        await self.publish_command(number)
-        if self.optimistic:
-            self.native_value = number
-            self.write_state()
+        await self.command(number, assume={"native_value": number})

@@ -48,7 +48,4 @@ class MqttSelect(MqttEntity, SelectEntity):
         self.state_received()
 
     async def select_option(self, option: str) -> None:
-        await self.publish_command(option)
-        if self.optimistic:
-            self.current_option = option
-            self.write_state()
+        await self.command(option, assume={"current_option": option})

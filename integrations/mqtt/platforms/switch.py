@@ -9,7 +9,7 @@ import voluptuous as vol
 from hub.entity import SwitchEntity
 
 from .. import entity as mqtt
-from ..entity import PAYLOAD_NONE, MqttEntity
+from ..entity import MqttEntity
 from ..models import Message
 from . import register
 
@@ -40,25 +40,11 @@ class MqttSwitch(MqttEntity, SwitchEntity):
 
     def _on_state(self, message: Message) -> None:
         value = self.render("value_template", message)
-        if value == self._state_on:
-            self.is_on = True
-        elif value == self._state_off:
-            self.is_on = False
-        elif value == PAYLOAD_NONE:
-            self.is_on = None
-        else:
-            raise ValueError(f"{value!r} matches neither state_on {self._state_on!r} "
-                             f"nor state_off {self._state_off!r}")
+        self.is_on = self.on_off(value, self._state_on, self._state_off, ("state_on", "state_off"))
         self.state_received()
 
     async def turn_on(self, **kwargs: Any) -> None:
-        await self.publish_command(self.config["payload_on"])
-        if self.optimistic:
-            self.is_on = True
-            self.write_state()
+        await self.command(self.config["payload_on"], assume={"is_on": True})
 
     async def turn_off(self, **kwargs: Any) -> None:
-        await self.publish_command(self.config["payload_off"])
-        if self.optimistic:
-            self.is_on = False
-            self.write_state()
+        await self.command(self.config["payload_off"], assume={"is_on": False})

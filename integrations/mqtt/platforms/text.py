@@ -68,7 +68,4 @@ class MqttText(MqttEntity, TextEntity):
         self.state_received()
 
     async def set_value(self, value: str) -> None:
-        await self.publish_command(value)
-        if self.optimistic:
-            self.native_value = value
-            self.write_state()
+        await self.command(value, assume={"native_value": value})

@@ -114,10 +114,7 @@ class MqttValve(MqttEntity, ValveEntity):
     # --- commands -------------------------------------------------------------------------
 
     async def _command(self, payload_key: str, state: str) -> None:
-        await self.publish_command(self.config[payload_key])
-        if self.optimistic:
-            self._update_state(state)
-            self.write_state()
+        await self.command(self.config[payload_key], assume=lambda: self._update_state(state))
 
     async def open_valve(self) -> None:
         await self._command("payload_open", "open")

@@ -48,6 +48,21 @@ def mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
     yield broker
     broker.stop()
 
+@pytest.fixture(params=["embedded", "mosquitto"])
+def broker(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str | Mosquitto]:
+    """Each test that takes `broker` runs twice: on the embedded broker and on a real Mosquitto."""
+    if request.param == "embedded":
+        yield "embedded"
+        return
+    need_mosquitto()
+    directory = tmp_path / "mosquitto"
+    directory.mkdir()
+    mosquitto = Mosquitto(directory)
+    mosquitto.start()
+    yield mosquitto
+    mosquitto.stop()
+
+
 
 class Device:
     """A device: a paho client (MQTT 3.1.1) running in its own thread."""

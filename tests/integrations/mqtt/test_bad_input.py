@@ -4,28 +4,14 @@ logged once, and never disturbs other devices."""
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from .conftest import Mosquitto, broker_port, need_mosquitto, wait_for
+from .conftest import broker_port, wait_for
 
 PREFIX = "homeassistant"
 
-
-@pytest.fixture(params=["embedded", "mosquitto"])
-def broker(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
-    if request.param == "embedded":
-        yield "embedded"
-        return
-    need_mosquitto()
-    directory = tmp_path / "mosquitto"
-    directory.mkdir()
-    mosquitto = Mosquitto(directory)
-    mosquitto.start()
-    yield mosquitto
-    mosquitto.stop()
 
 
 def sensor_config(node: str, **extra: Any) -> dict[str, Any]:

@@ -10,24 +10,11 @@ from typing import Any
 
 import pytest
 
-from .conftest import Mosquitto, admin_session, broker_port, need_mosquitto, wait_for
+from .conftest import Mosquitto, admin_session, broker_port, wait_for
 
 PREFIX = "homeassistant"
 KITCHEN = {"ids": ["kitchen01"], "name": "Kitchen node", "mf": "Acme", "mdl": "K1", "sw": "2.1"}
 
-
-@pytest.fixture(params=["embedded", "mosquitto"])
-def broker(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
-    if request.param == "embedded":
-        yield "embedded"
-        return
-    need_mosquitto()
-    directory = tmp_path / "mosquitto"
-    directory.mkdir()
-    mosquitto = Mosquitto(directory)
-    mosquitto.start()
-    yield mosquitto
-    mosquitto.stop()
 
 
 async def announce_kitchen(device: Any) -> None:
