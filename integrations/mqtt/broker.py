@@ -1609,6 +1609,18 @@ class EmbeddedBroker:
                 ports[public] = port
         return ports
 
+    def topic_rights(self, client_id: str | None) -> Callable[[str], bool] | None:
+        """For a message from `client_id`: a check saying whether a topic (or filter) lies within
+        what its credential may publish or subscribe to; None when it is unrestricted (the hub
+        itself, a superuser, an admitted anonymous client, or a client no longer known)."""
+        broker = self._broker
+        client = broker.clients.get(client_id) if broker is not None and client_id else None
+        cred = None if client is None else client.cred
+        if cred is None or cred.superuser:
+            return None
+        store = self.credentials
+        return lambda topic: store.may_publish(cred, topic) or store.may_subscribe(cred, topic)
+
     def clients(self) -> list[dict[str, Any]]:
         """Connected clients and those seen in the last day, with their counters."""
         broker = self._broker

@@ -67,7 +67,7 @@ class Discovery:
         self.items: dict[tuple[str, ...], Discovered] = {}
         self.stats = DiscoveryStats()
         # Messages of one discovery topic are handled in order, one at a time.
-        self._queues: dict[str, asyncio.Queue[bytes]] = {}
+        self._queues: dict[str, asyncio.Queue[tuple[bytes, str | None]]] = {}
         self._workers: dict[str, asyncio.Task[None]] = {}
         self._device_components: dict[tuple[str, str], set[str]] = {}  # (node_id, object_id) -> keys
         self._unsubscribe = None
@@ -99,7 +99,7 @@ class Discovery:
         queue = self._queues.get(message.topic)
         if queue is None:
             queue = self._queues[message.topic] = asyncio.Queue()
-        queue.put_nowait(message.payload)
+        queue.put_nowait((message.payload, message.client_id))
         if message.topic not in self._workers:
             self._workers[message.topic] = asyncio.get_running_loop().create_task(
                 self._drain(message.topic, match), name=f"mqtt discovery {message.topic}")
@@ -108,9 +108,9 @@ class Discovery:
         queue = self._queues[topic]
         try:
             while not queue.empty():
-                payload = queue.get_nowait()
+                payload, sender = queue.get_nowait()
                 try:
-                    await self._handle(topic, match, payload)
+                    await self._handle(topic, match, payload, sender)
                 except Exception as err:  # one device's config never stops discovery
                     _LOGGER.debug("MQTT discovery on %s failed", topic, exc_info=True)
                     self._error(topic, topic, f"{type(err).__name__}: {err}")
@@ -123,7 +123,7 @@ class Discovery:
         self.stats.errors += 1
         self.runtime.diagnostics.discovery_error(key, topic, reason)
 
-    async def _handle(self, topic: str, match: re.Match[str], raw: bytes) -> None:
+    async def _handle(self, topic: str, match: re.Match[str], raw: bytes, sender: str | None) -> None:
         component, object_id = match["component"], match["object_id"]
         node_id = match["node_id"] or ""
         is_device = component == "device"
@@ -147,7 +147,7 @@ class Discovery:
             return
         payload = expand(payload)
         if is_device:
-            await self._handle_device(topic, node_id, object_id, payload)
+            await self._handle_device(topic, node_id, object_id, payload, sender)
             return
         payload = apply_base_topic(payload)
         discovery_id = (component, node_id, object_id)
@@ -155,10 +155,10 @@ class Discovery:
             if (item := self.items.get(discovery_id)) is not None:
                 item.migrating = True  # the device config will take this entity over
             return
-        await self._apply(discovery_id, topic, component, payload)
+        await self._apply(discovery_id, topic, component, payload, sender)
 
     async def _handle_device(self, topic: str, node_id: str, object_id: str,
-                             payload: dict[str, Any]) -> None:
+                             payload: dict[str, Any], sender: str | None) -> None:
         components = payload.get("components")
         if not isinstance(payload.get("device"), dict) or not isinstance(components, dict):
             self._error(topic, topic, "a device discovery payload needs a `dev` (device) object "
@@ -181,7 +181,7 @@ class Discovery:
             config = apply_base_topic({**shared, **component_config, "device": payload["device"]})
             if "origin" in payload:
                 config["origin"] = payload["origin"]
-            await self._apply(discovery_id, topic, platform, config)
+            await self._apply(discovery_id, topic, platform, config, sender)
         for key in self._device_components.get((node_id, object_id), set()) - seen:
             await self._remove(("device", node_id, object_id, key))  # left out of the new config
         self._device_components[(node_id, object_id)] = seen
@@ -189,7 +189,7 @@ class Discovery:
     # --- entities -------------------------------------------------------------------------
 
     async def _apply(self, discovery_id: tuple[str, ...], topic: str, component: str,
-                     payload: dict[str, Any]) -> None:
+                     payload: dict[str, Any], sender: str | None = None) -> None:
         runtime = self.runtime
         cls = runtime.platforms.get(component)
         if cls is None:
@@ -205,6 +205,10 @@ class Discovery:
             config = cls.SCHEMA(payload)
         except vol.Invalid as err:
             self._error(topic, topic, f"invalid {component} config: {humanize_error(payload, err)}")
+            return
+        if (outside := self._outside_rights(config, sender)) is not None:
+            self._error(topic, topic, f"topic {outside!r} is outside what the announcing "
+                        "device's credential may use: an entity may only use its own device's topics")
             return
         self.stats.configs += 1
         if item is not None and item.entity is not None:
@@ -236,6 +240,18 @@ class Discovery:
                         "could not be added (its id is taken by another entity)")
             return
         self.items[discovery_id] = Discovered(discovery_id, topic, payload, entity)
+
+    def _outside_rights(self, config: dict[str, Any], sender: str | None) -> str | None:
+        """The first topic of `config` that the sender's credential may neither publish nor
+        subscribe to (so a device cannot make the hub read or command another device's
+        topics); None when all are within it or the sender is unrestricted."""
+        broker = self.runtime.broker
+        allowed = broker.topic_rights(sender) if broker is not None else None
+        if allowed is None:
+            return None
+        topics = [value for key, value in config.items() if key.endswith("_topic") and isinstance(value, str)]
+        topics += [item["topic"] for item in config.get("availability") or () if isinstance(item, dict)]
+        return next((t for t in topics if not allowed(t)), None)
 
     async def _remove(self, discovery_id: tuple[str, ...], force: bool = False) -> None:
         item = self.items.pop(discovery_id, None)

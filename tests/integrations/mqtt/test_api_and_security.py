@@ -63,8 +63,18 @@ async def test_a_credential_may_only_use_its_own_topics(make_hub: Any, devices: 
                           {"name": "Hum", "stat_t": "kitchen/hum", "uniq_id": "k_hum"}, qos=1)
     await kitchen.publish("homeassistant/sensor/garage/fake/config",
                           {"name": "Fake", "stat_t": "kitchen/x", "uniq_id": "fake"}, qos=1)
+    # Nor may its entities point at another device's topics: the hub would read or command
+    # them on its behalf.
+    await kitchen.publish("homeassistant/switch/kitchen/door/config",
+                          {"name": "Door", "cmd_t": "garage/door/set", "uniq_id": "k_door"}, qos=1)
+    await kitchen.publish("homeassistant/sensor/kitchen/spy/config",
+                          {"name": "Spy", "stat_t": "garage/temp", "uniq_id": "k_spy"}, qos=1)
     await wait_for(lambda: hub.states.get("sensor.hum") is not None)
+    await wait_for(lambda: len(hub.data["mqtt"].diagnostics.discovery_errors) >= 2, what="refusals")
     assert hub.states.get("sensor.fake") is None
+    assert hub.states.get("switch.door") is None and hub.states.get("sensor.spy") is None
+    errors = [c.last_error for c in hub.data["mqtt"].diagnostics.discovery_errors.values()]
+    assert any("'garage/door/set' is outside" in e for e in errors), errors
 
 
 async def test_passwords_never_reach_the_log(make_hub: Any, tmp_path: Path, caplog: Any) -> None:
