@@ -1,0 +1,1 @@
+"""The recorder: SQLite history, downsampling tiers, history queries."""
