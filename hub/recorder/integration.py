@@ -141,6 +141,13 @@ def register_integrations() -> list[Integration]:
 
 
 @hookimpl
+def register_commands(subparsers: Any) -> None:
+    from .cli import add_commands
+
+    add_commands(subparsers)
+
+
+@hookimpl
 def register_api_routes(hub: Hub) -> list[Any]:
     from .api import ROUTES
 
