@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 CONFIG_DIR ?= config
 # Each prints one JSON line of figures.
-BENCHES := bench/core.py bench/api.py bench/mqtt_ingest.py
+BENCHES := bench/core.py bench/api.py bench/mqtt_ingest.py bench/recorder_codec.py bench/recorder.py
 
 .PHONY: run test bench frontend clean
 
