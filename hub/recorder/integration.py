@@ -8,11 +8,9 @@ It is always on (`recorder:` configures it, see docs/recorder.md). Its runtime i
 from __future__ import annotations
 
 import logging
-import sqlite3
-import threading
 import time
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
@@ -21,7 +19,6 @@ from ..hookspecs import hookimpl
 from ..plugins import Integration
 from .config import CONFIG_SCHEMA, settings_from_config
 from .engine import Recorder
-from .schema import connect_reader
 
 if TYPE_CHECKING:
     from ..core import Hub
@@ -29,42 +26,6 @@ if TYPE_CHECKING:
 _LOGGER = logging.getLogger(__name__)
 
 DOMAIN: Final = "recorder"
-
-
-class ReadOnlyDB:
-    """Read-only SQL on the recorder's file, for what the engine's reader has no helper for
-    (events, counts, the list of numeric entities). One connection per thread; every use is
-    one transaction, so it sees one WAL snapshot."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._local = threading.local()
-        self._connections: list[sqlite3.Connection] = []
-        self._lock = threading.Lock()
-
-    @contextmanager
-    def read(self) -> Iterator[sqlite3.Connection | None]:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            if not self.path.exists():
-                yield None
-                return
-            conn = connect_reader(self.path)
-            self._local.conn = conn
-            with self._lock:
-                self._connections.append(conn)
-        conn.execute("BEGIN")
-        try:
-            yield conn
-        finally:
-            conn.execute("COMMIT")
-
-    def close(self) -> None:
-        with self._lock:
-            for conn in self._connections:
-                conn.close()
-            self._connections.clear()
-        self._local = threading.local()
 
 
 class RecorderRuntime:
@@ -76,7 +37,7 @@ class RecorderRuntime:
         self.recorder = recorder
         self.settings = recorder.settings
         self.started = started  # this run's start: restore reads states recorded before it
-        self.db = ReadOnlyDB(recorder.settings.db_path)
+        self.db = recorder.reader  # read-only SQL for what the reader has no helper for
         self._ready = False
 
     async def wait_ready(self, timeout: float = 10.0) -> bool:
@@ -131,7 +92,6 @@ async def setup(hub: Hub, config: dict[str, Any] | None) -> AsyncIterator[Record
         keep_ids()
         hub.data.pop(DOMAIN, None)
         await recorder.stop()
-        runtime.db.close()
 
 
 @hookimpl

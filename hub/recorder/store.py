@@ -136,7 +136,9 @@ class RecorderReader:
         self._local = threading.local()
 
     @contextmanager
-    def _read(self) -> Iterator[sqlite3.Connection | None]:
+    def read(self) -> Iterator[sqlite3.Connection | None]:
+        """One read transaction (one WAL snapshot) on this thread's connection; None before the
+        writer has created the file and its schema. For reads this class has no helper for."""
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
             if not self.path.exists():
@@ -165,7 +167,7 @@ class RecorderReader:
 
     def entity_ids(self) -> list[str]:
         """Every entity id the database knows, sorted."""
-        with self._read() as conn:
+        with self.read() as conn:
             if conn is None:
                 return []
             return [r[0] for r in conn.execute("SELECT entity_id FROM entities ORDER BY entity_id")]
@@ -173,7 +175,7 @@ class RecorderReader:
     def samples(self, entity_id: str, start: float, end: float) -> list[tuple[float, float]]:
         """Numeric samples with start <= ts < end as (epoch seconds, value), oldest first,
         whether they are still raw or already packed into blocks."""
-        with self._read() as conn:
+        with self.read() as conn:
             if conn is None or (eid := self._entity(conn, entity_id)) is None:
                 return []
             ts, vs = load_points(conn, eid, _us(start), _us(end), carry=False)
@@ -198,7 +200,7 @@ class RecorderReader:
         start_us, end_us = _us(start), _us(end)
         out: dict[str, list[StateRow]] = {}
         attr_cache: dict[str, dict[str, Any]] = {}
-        with self._read() as conn:
+        with self.read() as conn:
             for entity_id in entity_ids:
                 if conn is None or (eid := self._entity(conn, entity_id)) is None:
                     out[entity_id] = []
@@ -215,7 +217,7 @@ class RecorderReader:
         start, end (epoch seconds), mean, min, max, last, count and duration (seconds covered)."""
         table, seconds = _ROLLUP_TABLES[period]
         first = int(start // seconds * seconds)
-        with self._read() as conn:
+        with self.read() as conn:
             if conn is None or (eid := self._entity(conn, entity_id)) is None:
                 return []
             rows = conn.execute(
@@ -240,7 +242,7 @@ class RecorderReader:
     def db_stats(self, per_entity: bool = True) -> dict[str, Any]:
         """Rows and bytes per table (indexes included) and, with `per_entity`, per entity:
         rows per tier and an estimate of the bytes each entity takes. Reads whole tables."""
-        with self._read() as conn:
+        with self.read() as conn:
             if conn is None:
                 return {"path": str(self.path), "exists": False}
             return _db_stats(conn, self.path, per_entity)
