@@ -270,7 +270,8 @@ def purge_settings(settings: RecorderSettings, keep_days: float | None,
         settings = replace(settings, raw_keep_days=None, rollup_5m_keep_days=None,
                            rollup_1h_keep_days=None, entity_overrides=chosen)
     # A purge records nothing: no waiting to commit, no periodic job of its own.
-    return replace(settings, commit_interval=0, maintenance_interval=PURGE_TIMEOUT * 2)
+    return replace(settings, commit_interval=0, maintenance_interval=PURGE_TIMEOUT * 2,
+                   open_run=False)
 
 
 def run_purge(settings: RecorderSettings, vacuum: bool, timeout: float = PURGE_TIMEOUT) -> None:

@@ -121,6 +121,9 @@ class RecorderSettings:
     # Raw samples younger than this stay in the plain `samples` table; older ones are packed
     # into compressed blocks (hourly spans, merged into one block per day once the day is over).
     hot_window_hours: float = 2
+    # False for tools (`hub db purge`) that work on the file beside a running hub: they neither
+    # start a run of their own nor mark the hub's open run as closed incorrectly.
+    open_run: bool = True
     entity_overrides: dict[str, TierOverrides] = field(default_factory=dict)
     include: EntityFilter = field(default_factory=EntityFilter)
     exclude: EntityFilter = field(default_factory=EntityFilter)

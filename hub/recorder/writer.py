@@ -235,7 +235,7 @@ class Writer(threading.Thread):
             conn.execute("BEGIN")
             now = self.clock()
             run_id = self._run_id
-            if run_id is None:
+            if run_id is None and settings.open_run:
                 conn.execute(
                     "UPDATE recorder_runs SET closed_incorrectly = 1 WHERE end IS NULL"
                 )

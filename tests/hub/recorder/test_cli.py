@@ -177,3 +177,19 @@ def test_no_database_yet(tmp_path: Path, command: tuple[str, ...]) -> None:
     assert result.returncode == 1
     assert "no recorder database" in result.stderr
     assert not (tmp_path / "hub.db").exists()
+
+
+def test_purge_beside_a_running_hub_leaves_its_run_alone(config_dir: Path) -> None:
+    """The hub's run is open while it records; a purge from the command line must neither close
+    it as "incorrectly" nor add a run of its own (each run boundary breaks the rollups)."""
+    import sqlite3
+
+    with sqlite3.connect(config_dir / "hub.db") as conn:  # the running hub's open run
+        conn.execute("INSERT INTO recorder_runs (start) VALUES (?)", (NOW,))
+        runs_before = conn.execute("SELECT id, end, closed_incorrectly FROM recorder_runs").fetchall()
+    conn.close()
+    hub_db("purge", "-c", str(config_dir), "--vacuum")
+    with sqlite3.connect(config_dir / "hub.db") as conn:
+        runs_after = conn.execute("SELECT id, end, closed_incorrectly FROM recorder_runs").fetchall()
+    conn.close()
+    assert runs_after == runs_before
