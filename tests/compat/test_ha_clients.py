@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import importlib
 import json
-import os
 import shutil
 from pathlib import Path
 from types import ModuleType
@@ -27,6 +26,7 @@ from typing import Any
 import pytest
 
 from hub.core import EVENT_STATE_CHANGED
+from tests.support import missing_part
 
 COMPAT = Path(__file__).parent
 JS_CLIENT = COMPAT / "ha_js_client.mjs"
@@ -34,19 +34,12 @@ SWITCH = "switch.heater_power"
 DEMO_ENTITIES = {"sensor.weather_station_temperature", SWITCH}
 
 
-def _missing(reason: str) -> None:
-    """Fail under CI (where `make test` installs everything), skip elsewhere."""
-    if os.environ.get("CI", "").lower() not in ("", "0", "false"):
-        pytest.fail(f"{reason} (CI is set, so this is a failure, not a skip)")
-    pytest.skip(reason)
-
-
 def _node() -> str:
     node = shutil.which("node")
     if node is None:
-        _missing("node is not installed: the JavaScript client cannot run")
+        missing_part("node is not installed: the JavaScript client cannot run")
     if not (COMPAT / "node_modules" / "home-assistant-js-websocket" / "package.json").is_file():
-        _missing("tests/compat/node_modules is missing: run `npm ci` there (`make test` does)")
+        missing_part("tests/compat/node_modules is missing: run `npm ci` there (`make test` does)")
     return node  # type: ignore[return-value]
 
 
@@ -54,7 +47,7 @@ def _module(name: str) -> ModuleType:
     try:
         return importlib.import_module(name)
     except ImportError as err:
-        _missing(f"{name} is not installed ({err}): pip install -e '.[test]' (`make test` does)")
+        missing_part(f"{name} is not installed ({err}): pip install -e '.[test]' (`make test` does)")
         raise  # unreachable
 
 

@@ -18,6 +18,8 @@ from typing import Any
 
 import pytest
 
+from tests.support import missing_part
+
 # The REST fixtures of tests/hub/http (a real hub with demo + http, and a client for it).
 # conftest files are not importable modules, so this one is loaded from its path.
 _spec = importlib.util.spec_from_file_location(
@@ -54,17 +56,10 @@ CHROMIUM_FLAGS = (
 )
 
 
-def missing(reason: str) -> None:
-    """Skip for want of a part of the machine, or fail in CI, where every part must be there."""
-    if os.environ.get("CI", "").lower() not in ("", "0", "false", "no"):
-        pytest.fail(f"{reason} (CI is set: in CI a missing part is a failure)", pytrace=False)
-    pytest.skip(reason)
-
-
 def chromium_path() -> str:
     path = os.environ.get("HUB_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
     if not (os.path.isfile(path) and os.access(path, os.X_OK)):
-        missing(f"Chromium not found at {path}: install Debian's `chromium` package "
+        missing_part(f"Chromium not found at {path}: install Debian's `chromium` package "
                 "(or set HUB_CHROMIUM to a Chromium binary)")
     return path
 
@@ -82,7 +77,7 @@ async def browser(tmp_path: Path) -> AsyncIterator[Any]:
     try:
         from playwright.async_api import async_playwright, expect
     except ImportError as err:
-        missing(f"Playwright is not installed ({err}): pip install -e '.[test]'")
+        missing_part(f"Playwright is not installed ({err}): pip install -e '.[test]'")
     expect.set_options(timeout=WAIT_MS)
     async with async_playwright() as playwright:
         context = await playwright.chromium.launch_persistent_context(

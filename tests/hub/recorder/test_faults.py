@@ -17,6 +17,7 @@ import pytest
 
 from hub.core import Hub
 from hub.recorder import NOTIFICATION_ID, Recorder, RecorderSettings
+from tests.support import missing_part
 
 
 async def until(condition: Callable[[], Any], timeout: float = 10.0) -> None:
@@ -38,12 +39,12 @@ class ReadOnly:
     def apply(self) -> None:
         if os.geteuid() == 0:
             if shutil.which("chattr") is None:
-                pytest.skip("running as root without chattr: cannot make a file read-only")
+                missing_part("running as root without chattr: cannot make a file read-only")
             done = subprocess.run(
                 ["chattr", "+i", str(self.path)], capture_output=True, check=False
             )
             if done.returncode:
-                pytest.skip(f"chattr +i not supported here: {done.stderr.decode().strip()}")
+                missing_part(f"chattr +i not supported here: {done.stderr.decode().strip()}")
         else:
             self.path.chmod(0o444)
         self.active = True

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import ssl
 import threading
 import time
@@ -26,16 +25,14 @@ import pytest
 import integrations.mqtt as mqtt_integration
 from bench.mosquitto import MOSQUITTO, Mosquitto, free_port  # noqa: F401 - shared with the benchmarks
 from hub.core import Hub
+from tests.support import missing_part
 
 HOST = "127.0.0.1"
 
 
 def need_mosquitto() -> None:
     if MOSQUITTO is None:
-        message = "mosquitto is not installed (apt-get install mosquitto; .ci/run does)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+        missing_part("mosquitto is not installed (apt-get install mosquitto; .ci/run does)")
 
 
 @pytest.fixture
