@@ -202,7 +202,9 @@ class MqttLight(MqttEntity, LightEntity):
         await self.send_on(self.adapt(kwargs))
 
     async def send_on(self, kwargs: dict[str, Any]) -> None:
-        raise NotImplementedError
+        """Publish the turn-on command; each schema's class (basic, json, template) has its own,
+        and every instance becomes one of them in `apply_config`."""
+        raise NotImplementedError(f"{type(self).__name__} has no light schema")
 
     def adapt(self, kwargs: dict[str, Any]) -> dict[str, Any]:
         """What HA's light service does before calling the entity: colours converted to a mode
